@@ -11,8 +11,9 @@ use crate::say;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run only this part: lint (fmt, clippy, doc), unit (the libraries'
-    /// unit, host and doc tests), vm (the VM tier) or all.
+    /// Run only this part: lint (fmt, clippy, doc), unit (unit, host and
+    /// doc tests of every crate), integration (the `tests/` targets: the VM
+    /// tier) or all.
     #[arg(long, value_enum, default_value_t = Part::All)]
     only: Part,
 }
@@ -22,7 +23,7 @@ enum Part {
     All,
     Lint,
     Unit,
-    Vm,
+    Integration,
 }
 
 /// Counts from libtest's `test result:` lines.
@@ -50,27 +51,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     if matches!(part, Part::All | Part::Unit) {
         suites.push((
             "unit and host tests",
-            vec!["test", "--workspace", "--exclude", "kld-tests"],
+            vec!["test", "--workspace", "--lib", "--bins"],
         ));
-        suites.push((
-            "kld-tests unit tests",
-            vec!["test", "-p", "kld-tests", "--lib", "--doc"],
-        ));
+        suites.push(("doc tests", vec!["test", "--workspace", "--doc"]));
     }
-    if matches!(part, Part::All | Part::Vm) {
+    if matches!(part, Part::All | Part::Integration) {
         suites.push((
-            "VM tier",
-            vec![
-                "test",
-                "-p",
-                "kld-tests",
-                "--test",
-                "*",
-                "-p",
-                "xtask",
-                "--test",
-                "*",
-            ],
+            "integration tests (VM tier)",
+            vec!["test", "--workspace", "--test", "*"],
         ));
     }
     for (name, args) in suites {
@@ -159,18 +147,20 @@ fn cargo_test(args: &[&str]) -> Result<(bool, Counts)> {
 fn parse_result_line(line: &str) -> Option<Counts> {
     let rest = line.trim().strip_prefix("test result: ")?;
     let (_, fields) = rest.split_once(". ")?;
-    let mut counts = Counts::default();
+    let mut counts = None;
     for field in fields.split(';') {
         let mut words = field.split_whitespace();
-        let n: u64 = words.next()?.parse().ok()?;
+        let Some(Ok(n)) = words.next().map(str::parse::<u64>) else {
+            continue; // "finished in 0.52s"
+        };
         match words.next()? {
-            "passed" => counts.passed = n,
-            "failed" => counts.failed = n,
-            "ignored" => counts.ignored = n,
+            "passed" => counts.get_or_insert_with(Counts::default).passed = n,
+            "failed" => counts.get_or_insert_with(Counts::default).failed = n,
+            "ignored" => counts.get_or_insert_with(Counts::default).ignored = n,
             _ => {}
         }
     }
-    Some(counts)
+    counts
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ fn newest_kernel_with_zfs() -> Option<(String, PathBuf)> {
                 && Path::new(&format!("/boot/vmlinuz-{k}")).exists()
         })
         .collect();
-    kernels.sort_by(|a, b| version_key(a).cmp(&version_key(b)));
+    kernels.sort_by_key(|k| version_key(k));
     let kver = kernels.pop()?;
     let image = PathBuf::from(format!("/boot/vmlinuz-{kver}"));
     Some((kver, image))

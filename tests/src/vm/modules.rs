@@ -146,8 +146,9 @@ kernel/net/ipv4/udp_tunnel.ko:
             let closure = deps.closure(["a.ko"]);
             prop_assert!(closure.contains("a.ko"));
             for (from, to) in &edges {
-                if closure.contains(&format!("{from}.ko")) {
-                    prop_assert!(closure.contains(&format!("{to}.ko")));
+                let (from, to) = (format!("{from}.ko"), format!("{to}.ko"));
+                if closure.contains(&from) {
+                    prop_assert!(closure.contains(&to), "{} needs {}", from, to);
                 }
             }
         }
