@@ -14,7 +14,9 @@ use super::VmError;
 pub const HOST_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "qemu-utils",
-    "busybox-static",
+    // Not busybox-static: its shell runs its own applets before anything on
+    // PATH, so a script's `ip netns` would reach busybox's `ip`.
+    "busybox",
     "cpio",
     "kmod",
     "linux-image-cloud-amd64",

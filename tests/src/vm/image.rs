@@ -48,7 +48,7 @@ const MODULE_DIRS: &[&str] = &[
 ];
 /// Packages whose versions decide whether the cached image is still right.
 const INPUT_PACKAGES: &[&str] = &[
-    "busybox-static",
+    "busybox",
     "zfsutils-linux",
     "zfs-dkms",
     "zfs-test",
@@ -132,6 +132,9 @@ fn build(dir: &Path, kver: &str, initrd: &Path, manifest: &Path) -> Result<(), V
     }
 
     archive.file("bin/busybox", 0o755, &read(Path::new("/bin/busybox"))?);
+    for lib in libraries_of("/bin/busybox").map_err(VmError::Setup)? {
+        archive.file(&lib, 0o755, &read(Path::new(&lib))?);
+    }
     let applets = Cmd::new("/bin/busybox")
         .arg("--list-full")
         .run()?
