@@ -1,6 +1,34 @@
-//! `kld_zfs`: ZFS datasets, snapshots, bookmarks, clones, properties, send/receive, pool status and space accounting.
+//! `kld_zfs`: ZFS names, property assignments and output parsers.
 //!
-//! This crate has no public API yet: it is reserved in the workspace so that
-//! the dependency direction (see the workspace README) is fixed from the
-//! start. Its scope, once built: Typed names, pure parsers for `zfs`/`zpool -H -p` output, and operations that act on many datasets in one transaction group.
+//! What exists today is the pure layer every ZFS operation stands on:
+//!
+//! - [`name`]: pool, dataset, snapshot and bookmark names that can only hold
+//!   what OpenZFS accepts, so a hostile or mistaken name is refused before
+//!   any program runs;
+//! - [`props`]: `name=value` property assignments checked where OpenZFS fixes
+//!   the values, and user properties (`module:name`);
+//! - [`parse`]: parsers for `zfs list/get -H -p`, `zpool list/get -H -p` and
+//!   `zpool status`, tested against output captured from OpenZFS 2.1.
+//!
+//! Operations that run `zfs`/`zpool` (and libzetta) build on these and are
+//! not part of the crate yet.
+//!
+//! ```
+//! use kld_zfs::name::DatasetName;
+//! use kld_zfs::props::Property;
+//!
+//! let home = DatasetName::new("rpool/home")?;
+//! let snap = home.snapshot("manual-20260101-120000")?;
+//! assert_eq!(snap.to_string(), "rpool/home@manual-20260101-120000");
+//! assert!(DatasetName::new("rpool/home;reboot").is_err());
+//!
+//! let p = Property::parse("recordsize=16K")?;
+//! assert_eq!((p.name(), p.value()), ("recordsize", "16K"));
+//! assert!(Property::parse("recordsize=100K").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+pub mod name;
+pub mod parse;
+pub mod props;
