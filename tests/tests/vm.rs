@@ -50,6 +50,7 @@ macro_rules! scenarios {
 
 scenarios! {
     kernel_wireguard,
+    ksnap_create_list,
     nftables_drop_and_accept,
     pool_mirror_send_receive_scrub,
 }

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 /// kld's developer tasks.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version, about, max_term_width = 80)]
+#[command(name = "cargo xtask", version, about, term_width = 80)]
 struct Cli {
     #[command(subcommand)]
     task: Task,

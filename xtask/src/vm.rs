@@ -97,6 +97,7 @@ fn scenario(args: &ScenarioArgs) -> Result<ExitCode> {
     if args.names.is_empty() {
         batch.add_dir(&dir)?;
     } else {
+        batch.add_libs(&dir)?;
         for name in &args.names {
             let path = dir.join(format!("{name}.sh"));
             if !path.exists() {

@@ -1,4 +1,9 @@
-//! The home of kld's command-line binaries (`src/bin/<name>.rs`), each a thin
-//! layer over the libraries. No binary exists yet: commands appear here as
-//! the library behind each one is built, and not before.
+//! What kld's binaries share: output modes, error reporting and exit codes,
+//! time, and resolving a TARGET (a dataset or a path) to a dataset. Each
+//! binary is one file in `src/bin/`.
 #![deny(missing_docs)]
+
+pub mod failure;
+pub mod output;
+pub mod target;
+pub mod time;

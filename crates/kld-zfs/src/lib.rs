@@ -29,6 +29,18 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod diff;
+mod error;
+mod lzc;
+pub mod mounts;
 pub mod name;
 pub mod parse;
+mod plan;
+mod program;
 pub mod props;
+pub mod send;
+mod zfs;
+
+pub use error::{Error, Result};
+pub use plan::{Plan, Step};
+pub use zfs::{Depth, Kind, Snapshot, Zfs, DATASETS};

@@ -329,7 +329,10 @@ fn check_compression(value: &str) -> Result<(), String> {
     ]
     .contains(&value);
     let fast = |l: u32| {
-        (1..=10).contains(&l) || (l % 10 == 0 && (20..=100).contains(&l)) || l == 500 || l == 1000
+        (1..=10).contains(&l)
+            || (l.is_multiple_of(10) && (20..=100).contains(&l))
+            || l == 500
+            || l == 1000
     };
     if plain
         || level("gzip-", &|l| (1..=9).contains(&l))

@@ -51,10 +51,12 @@ impl Scenario {
     }
 }
 
-/// Scenarios to run together in one VM.
+/// Scenarios to run together in one VM, and the shell libraries they
+/// source (from `/kld/run/lib/`).
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     scenarios: Vec<Scenario>,
+    libs: Vec<(String, Vec<u8>)>,
 }
 
 /// How one scenario of a batch ended.
@@ -84,8 +86,10 @@ impl Batch {
         self.scenarios.push(scenario);
     }
 
-    /// Adds every `*.sh` file of `dir`, in name order.
+    /// Adds every `*.sh` file of `dir`, in name order, and its libraries
+    /// (see [`add_libs`](Self::add_libs)).
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), VmError> {
+        self.add_libs(dir)?;
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .map_err(|source| VmError::Script {
                 path: dir.to_owned(),
@@ -98,6 +102,22 @@ impl Batch {
         paths.sort();
         for path in paths {
             self.add(Scenario::from_file(&path)?);
+        }
+        Ok(())
+    }
+
+    /// Makes the files of `dir/lib/` available to the scenarios as
+    /// `/kld/run/lib/<name>`.
+    pub fn add_libs(&mut self, dir: &Path) -> Result<(), VmError> {
+        let lib = dir.join("lib");
+        for entry in std::fs::read_dir(&lib).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let bytes = std::fs::read(&path).map_err(|source| VmError::Script {
+                path: path.clone(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            self.libs.push((format!("/kld/run/lib/{name}"), bytes));
         }
         Ok(())
     }
@@ -121,7 +141,7 @@ impl Batch {
         }
         let tag = format!("KLD-SCENARIO-{}", std::process::id());
         let mut driver = String::new();
-        let mut files = Vec::new();
+        let mut files = self.libs.clone();
         let mut next_disk = 0usize;
         for s in &self.scenarios {
             let disks: Vec<String> = (next_disk..next_disk + s.disks)

@@ -28,6 +28,9 @@ pub const HOST_PACKAGES: &[&str] = &[
     "wireguard-tools",
     "nftables",
     "iproute2",
+    // kld-zfs links libzfs_core through libzetta.
+    "libzfslinux-dev",
+    "pkg-config",
 ];
 
 const SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";

@@ -1,0 +1,586 @@
+//! ksnap: snapshots before a change, and the way back.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kld_cli::failure::{run, Failure};
+use kld_cli::output::{Cell, OutputArgs, Table};
+use kld_cli::target::resolve;
+use kld_cli::time;
+use kld_zfs::name::{DatasetName, SnapshotName};
+use kld_zfs::{Plan, Snapshot, Zfs};
+
+/// Snapshots before a change, and the way back.
+///
+/// TARGET is a dataset (rpool/home) or a path inside a mounted one
+/// (/home/alice, ./x). ksnap names snapshots LABEL-YYYYMMDD-HHMMSS (UTC);
+/// several targets, or -r over a tree, are snapshotted in one transaction
+/// group. `ksnap TARGET [LABEL]` is short for `ksnap create -l LABEL TARGET`.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    term_width = 80,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Snapshot one or more targets in one transaction group.
+    Create(Create),
+    /// List snapshots.
+    List(List),
+    /// Roll a target back to a snapshot (by name, or the newest of a label).
+    Rollback(Rollback),
+    /// Destroy old snapshots that ksnap made, by count or by age.
+    Prune(Prune),
+    /// Destroy named snapshots of a target, in one batch.
+    Destroy(Destroy),
+    /// Show what changed in a target since a snapshot.
+    Diff(Diff),
+    /// `ksnap TARGET [LABEL]`: snapshot TARGET.
+    #[command(external_subcommand)]
+    Short(Vec<String>),
+}
+
+#[derive(Debug, clap::Args)]
+struct Create {
+    /// Also snapshot every dataset below each target.
+    #[arg(short = 'r')]
+    recursive: bool,
+    /// The label that starts the snapshot's name.
+    #[arg(short = 'l', long, default_value = "manual")]
+    label: String,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Datasets or paths.
+    #[arg(required = true)]
+    targets: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct List {
+    /// Include the snapshots of every dataset below each target.
+    #[arg(short = 'r')]
+    recursive: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Datasets or paths (all pools when none).
+    targets: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Rollback {
+    /// Roll back the whole tree to a recursive snapshot, all or nothing
+    /// (the tree's file systems are briefly unmounted).
+    #[arg(short = 'r')]
+    recursive: bool,
+    /// Destroy the snapshots newer than SNAP (never their clones).
+    #[arg(long)]
+    destroy_newer: bool,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// A dataset or path.
+    target: String,
+    /// A snapshot (name after '@', or the full name), or a label: the
+    /// newest snapshot with exactly that label.
+    snap: String,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("rule").required(true).args(["keep", "older_than"])))]
+struct Prune {
+    /// Include every dataset below each target.
+    #[arg(short = 'r')]
+    recursive: bool,
+    /// Only snapshots with exactly this label.
+    #[arg(long)]
+    label: Option<String>,
+    /// Keep the newest N snapshots of each label on each dataset.
+    #[arg(long, value_name = "N")]
+    keep: Option<usize>,
+    /// Destroy snapshots older than this (e.g. 30d, 12h, 2w, 1d12h).
+    #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
+    older_than: Option<u64>,
+    /// Print what would be destroyed, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Datasets or paths.
+    #[arg(required = true)]
+    targets: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Destroy {
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// A dataset or path.
+    target: String,
+    /// Snapshots of TARGET (names after '@', or full names).
+    #[arg(required = true)]
+    snaps: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Diff {
+    #[command(flatten)]
+    output: OutputArgs,
+    /// A dataset or path.
+    target: String,
+    /// The snapshot to compare the dataset with now.
+    snap: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run("ksnap", || {
+        let zfs = Zfs::new();
+        match cli.command {
+            Command::Create(args) => create(&zfs, &args),
+            Command::List(args) => list(&zfs, &args),
+            Command::Rollback(args) => rollback(&zfs, &args),
+            Command::Prune(args) => prune(&zfs, &args),
+            Command::Destroy(args) => destroy(&zfs, &args),
+            Command::Diff(args) => diff(&zfs, &args),
+            Command::Short(words) => short(&zfs, words),
+        }
+    })
+}
+
+fn short(zfs: &Zfs, words: Vec<String>) -> Result<ExitCode, Failure> {
+    let mut words = words.into_iter();
+    let target = words.next().unwrap_or_default();
+    if target.starts_with('-') {
+        return Err(Failure::usage(format!("unknown option {target}")).hint("see ksnap --help"));
+    }
+    let label = words.next().unwrap_or_else(|| "manual".into());
+    if let Some(extra) = words.next() {
+        return Err(Failure::usage(format!("unexpected argument {extra}"))
+            .hint("ksnap TARGET [LABEL]; for several targets use ksnap create"));
+    }
+    create(
+        zfs,
+        &Create {
+            recursive: false,
+            label,
+            dry_run: false,
+            targets: vec![target],
+        },
+    )
+}
+
+/// Checks a label: snapshot-name characters, and no '@' or '/'.
+fn check_label(label: &str) -> Result<(), Failure> {
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && !label.starts_with('-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!("invalid label {label:?}")).hint(
+            "a label is up to 64 letters, digits, '_', '-', '.' or ':', not starting with '-'",
+        ))
+    }
+}
+
+/// The label of a snapshot ksnap made (`LABEL-YYYYMMDD-HHMMSS`), if it is one.
+fn label_of(short: &str) -> Option<&str> {
+    let cut = short.len().checked_sub(16)?;
+    let (label, rest) = short.split_at(cut);
+    (rest.starts_with('-') && !label.is_empty() && time::parse_stamp(&rest[1..]).is_some())
+        .then_some(label)
+}
+
+fn create(zfs: &Zfs, args: &Create) -> Result<ExitCode, Failure> {
+    check_label(&args.label)?;
+    let mut datasets = Vec::new();
+    for t in &args.targets {
+        let ds = resolve(zfs, t)?;
+        if !datasets.contains(&ds) {
+            datasets.push(ds);
+        }
+    }
+    let short = format!("{}-{}", args.label, time::stamp(time::now()));
+    let snaps: Vec<SnapshotName> = datasets
+        .iter()
+        .map(|d| d.snapshot(&short))
+        .collect::<Result<_, _>>()?;
+    // Never overwrite: refuse if any of the names (in the trees, with -r)
+    // is already taken.
+    let roots: Vec<&DatasetName> = datasets.iter().collect();
+    let taken: Vec<String> = zfs
+        .snapshots(&roots, args.recursive)?
+        .into_iter()
+        .filter(|s| s.name.short() == short)
+        .map(|s| s.name.to_string())
+        .collect();
+    if !taken.is_empty() {
+        return Err(
+            Failure::new(format!("snapshot already exists: {}", taken.join(" ")))
+                .hint("ksnap never overwrites a snapshot; wait a second or use another label"),
+        );
+    }
+    let plan = if args.recursive {
+        let mut plan = Plan::default();
+        for s in &snaps {
+            plan.extend(zfs.snapshot_recursive(s));
+        }
+        plan
+    } else {
+        zfs.snapshot(&snaps)
+    };
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    plan.run()?;
+    for s in &snaps {
+        println!("{s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(zfs: &Zfs, args: &List) -> Result<ExitCode, Failure> {
+    let snaps = if args.targets.is_empty() {
+        zfs.snapshots(&[], true)?
+    } else {
+        let datasets: Vec<DatasetName> = args
+            .targets
+            .iter()
+            .map(|t| resolve(zfs, t))
+            .collect::<Result<_, _>>()?;
+        zfs.snapshots(&datasets.iter().collect::<Vec<_>>(), args.recursive)?
+    };
+    let mut table = Table::new(
+        "SnapshotList",
+        &[
+            ("SNAPSHOT", "name"),
+            ("CREATED", "creation"),
+            ("USED", "used"),
+            ("REFER", "referenced"),
+            ("WRITTEN", "written"),
+            ("HOLDS", "holds"),
+            ("CLONES", "clones"),
+        ],
+    );
+    for s in snaps {
+        let clones: Vec<String> = s.clones.iter().map(ToString::to_string).collect();
+        table.push(vec![
+            Cell::text(s.name.as_str()),
+            Cell::time(s.creation),
+            Cell::bytes(s.used),
+            Cell::bytes(s.referenced),
+            Cell::bytes(s.written),
+            Cell::number(s.holds),
+            Cell::list(&clones),
+        ]);
+    }
+    table.print(&args.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Finds the snapshot SNAP names among `snaps` (one dataset's, oldest
+/// first): a full name, an exact short name, or else the newest with that
+/// label.
+fn choose<'a>(
+    dataset: &DatasetName,
+    snaps: &'a [Snapshot],
+    spec: &str,
+) -> Result<(&'a Snapshot, String), Failure> {
+    let short = match spec.split_once('@') {
+        Some((ds, short)) if ds == dataset.as_str() => short,
+        Some(_) => {
+            return Err(Failure::usage(format!(
+                "{spec} is not a snapshot of {dataset}"
+            )))
+        }
+        None => spec,
+    };
+    if let Some(s) = snaps.iter().find(|s| s.name.short() == short) {
+        return Ok((s, format!("snapshot {}", s.name)));
+    }
+    if let Some(s) = snaps
+        .iter()
+        .rev()
+        .find(|s| label_of(s.name.short()) == Some(short))
+    {
+        return Ok((s, format!("{} (the newest with label {short:?})", s.name)));
+    }
+    Err(Failure::new(format!(
+        "{dataset} has no snapshot {short:?} and none labelled {short:?}"
+    ))
+    .hint(format!("`ksnap list {dataset}` shows its snapshots")))
+}
+
+fn rollback(zfs: &Zfs, args: &Rollback) -> Result<ExitCode, Failure> {
+    let dataset = resolve(zfs, &args.target)?;
+    let snaps = zfs.snapshots(&[&dataset], false)?;
+    let (chosen, described) = choose(&dataset, &snaps, &args.snap)?;
+    eprintln!(
+        "ksnap: rolling {dataset}{} back to {described}",
+        if args.recursive { " and its tree" } else { "" }
+    );
+    let plan = if args.recursive {
+        zfs.rollback_tree(&chosen.name, args.destroy_newer)?
+    } else {
+        let newer: Vec<&Snapshot> = snaps
+            .iter()
+            .filter(|s| s.createtxg > chosen.createtxg)
+            .collect();
+        let names = |v: &[&Snapshot]| {
+            v.iter()
+                .map(|s| s.name.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let cloned: Vec<&Snapshot> = newer
+            .iter()
+            .copied()
+            .filter(|s| !s.clones.is_empty())
+            .collect();
+        if !cloned.is_empty() {
+            return Err(
+                Failure::new(format!("newer snapshots have clones: {}", names(&cloned)))
+                    .hint("ksnap never destroys clones; promote or destroy them first"),
+            );
+        }
+        if !newer.is_empty() && !args.destroy_newer {
+            return Err(
+                Failure::new(format!("newer snapshots exist: {}", names(&newer)))
+                    .hint("add --destroy-newer to destroy them with the rollback"),
+            );
+        }
+        zfs.rollback(&chosen.name, args.destroy_newer)
+    };
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    plan.run()?;
+    println!("{}", chosen.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn destroy(zfs: &Zfs, args: &Destroy) -> Result<ExitCode, Failure> {
+    let dataset = resolve(zfs, &args.target)?;
+    let snaps = zfs.snapshots(&[&dataset], false)?;
+    let mut chosen = Vec::new();
+    for spec in &args.snaps {
+        let short = match spec.split_once('@') {
+            Some((ds, short)) if ds == dataset.as_str() => short,
+            Some(_) => {
+                return Err(Failure::usage(format!(
+                    "{spec} is not a snapshot of {dataset}"
+                )))
+            }
+            None => spec.as_str(),
+        };
+        let name = dataset.snapshot(short)?;
+        let snap = snaps
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Failure::new(format!("snapshot {name} does not exist")))?;
+        if snap.holds > 0 {
+            return Err(
+                Failure::new(format!("{name} is held ({} holds)", snap.holds))
+                    .hint("`zfs holds` shows them"),
+            );
+        }
+        if !snap.clones.is_empty() {
+            let clones: Vec<String> = snap.clones.iter().map(ToString::to_string).collect();
+            return Err(
+                Failure::new(format!("{name} has clones: {}", clones.join(" ")))
+                    .hint("ksnap never destroys clones; promote or destroy them first"),
+            );
+        }
+        if !chosen.contains(&name) {
+            chosen.push(name);
+        }
+    }
+    let plan = zfs.destroy_snapshots(&chosen);
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    plan.run()?;
+    for s in &chosen {
+        println!("{s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(zfs: &Zfs, args: &Diff) -> Result<ExitCode, Failure> {
+    let dataset = resolve(zfs, &args.target)?;
+    let snaps = zfs.snapshots(&[&dataset], false)?;
+    let (chosen, _) = choose(&dataset, &snaps, &args.snap)?;
+    let changes = zfs.diff(&chosen.name, None)?;
+    let mut table = Table::new(
+        "SnapshotDiff",
+        &[
+            ("CHANGE", "change"),
+            ("TYPE", "type"),
+            ("PATH", "path"),
+            ("NEW PATH", "newPath"),
+        ],
+    );
+    for c in changes {
+        let kind = match c.kind {
+            kld_zfs::diff::ChangeKind::Added => "added",
+            kld_zfs::diff::ChangeKind::Removed => "removed",
+            kld_zfs::diff::ChangeKind::Modified => "modified",
+            kld_zfs::diff::ChangeKind::Renamed => "renamed",
+        };
+        table.push(vec![
+            Cell::text(kind),
+            Cell::text(c.file_type.to_string()),
+            Cell::text(c.path),
+            c.new_path.map(Cell::text).unwrap_or_else(Cell::none),
+        ]);
+    }
+    table.print(&args.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(zfs: &Zfs, args: &Prune) -> Result<ExitCode, Failure> {
+    if let Some(label) = &args.label {
+        check_label(label)?;
+    }
+    let _lock = lock()?;
+    let datasets: Vec<DatasetName> = args
+        .targets
+        .iter()
+        .map(|t| resolve(zfs, t))
+        .collect::<Result<_, _>>()?;
+    let snaps = zfs.snapshots(&datasets.iter().collect::<Vec<_>>(), args.recursive)?;
+    // Candidates: ksnap's own names, grouped per dataset and label, newest
+    // first.
+    let mut groups: BTreeMap<(String, String), Vec<&Snapshot>> = BTreeMap::new();
+    for s in &snaps {
+        let Some(label) = label_of(s.name.short()) else {
+            continue;
+        };
+        if args.label.as_deref().is_some_and(|l| l != label) {
+            continue;
+        }
+        groups
+            .entry((s.name.dataset().to_string(), label.to_owned()))
+            .or_default()
+            .push(s);
+    }
+    let cutoff = args.older_than.map(|age| time::now().saturating_sub(age));
+    let mut doomed = Vec::new();
+    let mut skipped = Vec::new();
+    for group in groups.values_mut() {
+        group.sort_by_key(|s| std::cmp::Reverse(s.createtxg));
+        for (i, s) in group.iter().enumerate() {
+            let expired = match (args.keep, cutoff) {
+                (Some(keep), _) => i >= keep,
+                (None, Some(cutoff)) => s.creation < cutoff,
+                (None, None) => false,
+            };
+            if !expired {
+                continue;
+            }
+            if s.holds > 0 {
+                skipped.push(format!("{} (held)", s.name));
+            } else if !s.clones.is_empty() {
+                skipped.push(format!("{} (has clones)", s.name));
+            } else {
+                doomed.push(s.name.clone());
+            }
+        }
+    }
+    for s in &skipped {
+        eprintln!("ksnap: skipped {s}");
+    }
+    let plan = zfs.destroy_snapshots(&doomed);
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    plan.run()?;
+    for s in &doomed {
+        println!("{s}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Holds the prune lock until dropped: two prunes never run at once.
+fn lock() -> Result<std::fs::File, Failure> {
+    let dir = std::path::Path::new("/run/lock");
+    let dir = if dir.is_dir() {
+        dir
+    } else {
+        std::path::Path::new("/run")
+    };
+    let path = dir.join("ksnap-prune.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::new(format!("cannot open the lock {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Failure::new("another ksnap prune is running").hint(format!(
+                "wait for it to finish (it holds {})",
+                path.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Failure::new(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_read_exactly() {
+        assert_eq!(label_of("manual-20260124-153000"), Some("manual"));
+        assert_eq!(label_of("pre-upgrade-20260124-153000"), Some("pre-upgrade"));
+        assert_eq!(label_of("manual-20261324-153000"), None, "month 13");
+        assert_eq!(label_of("-20260124-153000"), None);
+        assert_eq!(label_of("autosnap_2026-01-24_15:30:00_daily"), None);
+        assert_eq!(label_of("x"), None);
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        check_label("pre-upgrade").unwrap();
+        for bad in ["", "-x", "a/b", "a@b", "a b", "a;b"] {
+            assert!(check_label(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn help_fits_80_columns() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let top = cmd.render_long_help().to_string();
+        for sub in ["create", "list", "rollback", "prune", "destroy", "diff"] {
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            for line in help.lines().chain(top.lines()) {
+                assert!(line.chars().count() <= 80, "{sub}: {line:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! How a kld binary fails: `<binary>: error: <what failed>: <cause>` on
+//! standard error, a hint where one helps, and exit status 1 (2 for usage
+//! errors, as clap does).
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+/// A failure to report.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    hint: Option<String>,
+    usage: bool,
+}
+
+impl Failure {
+    /// Something failed (exit status 1).
+    pub fn new(message: impl Display) -> Failure {
+        Failure {
+            message: message.to_string(),
+            hint: None,
+            usage: false,
+        }
+    }
+
+    /// The command line was wrong (exit status 2).
+    pub fn usage(message: impl Display) -> Failure {
+        Failure {
+            usage: true,
+            ..Failure::new(message)
+        }
+    }
+
+    /// Adds the hint that fixes it.
+    pub fn hint(mut self, hint: impl Display) -> Failure {
+        self.hint = Some(hint.to_string());
+        self
+    }
+
+    /// Prefixes the message with what was being done.
+    pub fn context(mut self, what: impl Display) -> Failure {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl From<kld_zfs::Error> for Failure {
+    fn from(e: kld_zfs::Error) -> Failure {
+        let usage = matches!(e, kld_zfs::Error::Name(_) | kld_zfs::Error::Property(_));
+        Failure {
+            message: e.to_string(),
+            hint: None,
+            usage,
+        }
+    }
+}
+
+impl From<kld_zfs::name::NameError> for Failure {
+    fn from(e: kld_zfs::name::NameError) -> Failure {
+        Failure::usage(e)
+    }
+}
+
+impl From<kld_zfs::props::PropertyError> for Failure {
+    fn from(e: kld_zfs::props::PropertyError) -> Failure {
+        Failure::usage(e)
+    }
+}
+
+/// Runs a binary's body and turns its outcome into output and an exit code.
+pub fn run(binary: &str, body: impl FnOnce() -> Result<ExitCode, Failure>) -> ExitCode {
+    match body() {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("{binary}: error: {}", f.message);
+            if let Some(hint) = f.hint {
+                eprintln!("{binary}: hint: {hint}");
+            }
+            ExitCode::from(if f.usage { 2 } else { 1 })
+        }
+    }
+}

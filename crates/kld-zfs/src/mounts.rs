@@ -1,0 +1,198 @@
+//! Path -> dataset resolution from the kernel's mount table
+//! (`/proc/self/mountinfo`), so that "the dataset holding this path" is a
+//! ZFS fact, not a guess from `df`.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::name::DatasetName;
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted.
+    pub target: PathBuf,
+    /// The filesystem type (`zfs`, `ext4`, `tmpfs`, ...).
+    pub fstype: String,
+    /// The mount source (for ZFS, the dataset name).
+    pub source: String,
+}
+
+/// Parses the text of `/proc/self/mountinfo`. Octal escapes (`\040` for a
+/// space) are decoded.
+pub fn parse_mountinfo(text: &str) -> Result<Vec<Mount>, String> {
+    let mut mounts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields
+            .iter()
+            .position(|f| *f == "-")
+            .ok_or_else(|| format!("mountinfo line {}: no ' - ' separator", i + 1))?;
+        if sep < 6 || fields.len() < sep + 3 {
+            return Err(format!("mountinfo line {}: too few fields", i + 1));
+        }
+        mounts.push(Mount {
+            target: PathBuf::from(unescape(fields[4])),
+            fstype: unescape(fields[sep + 1]),
+            source: unescape(fields[sep + 2]),
+        });
+    }
+    Ok(mounts)
+}
+
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let code = (bytes[i + 1] - b'0') as u32 * 64
+                + (bytes[i + 2] - b'0') as u32 * 8
+                + (bytes[i + 3] - b'0') as u32;
+            if let Ok(b) = u8::try_from(code) {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The ZFS dataset whose mount holds `path`: the mount with the longest
+/// target that is an ancestor of (or equal to) `path`, if that mount is ZFS.
+/// The last mount wins where several share a target (it is the one on top).
+pub fn dataset_holding(mounts: &[Mount], path: &Path) -> Option<(DatasetName, PathBuf)> {
+    let path = normalize(path);
+    let best = mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| path.starts_with(&m.target))
+        .max_by_key(|(i, m)| (m.target.components().count(), *i))?
+        .1;
+    if best.fstype != "zfs" {
+        return None;
+    }
+    Some((
+        DatasetName::new(best.source.clone()).ok()?,
+        best.target.clone(),
+    ))
+}
+
+/// Reads the calling process's mount table.
+pub fn read_mounts() -> Result<Vec<Mount>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io {
+        what: "cannot read /proc/self/mountinfo".into(),
+        source,
+    })?;
+    parse_mountinfo(&text).map_err(|message| Error::Io {
+        what: message,
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    })
+}
+
+/// Makes `path` absolute (against the current directory) and removes `.`
+/// and `..` lexically, without following symbolic links.
+pub fn normalize(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for c in absolute.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SAMPLE: &str = "\
+22 1 0:21 / / rw,relatime shared:1 - zfs rpool/ROOT/debian rw,xattr,posixacl
+23 22 0:22 / /proc rw,nosuid,nodev,noexec,relatime shared:2 - proc proc rw
+40 22 0:35 / /home rw,relatime shared:20 - zfs rpool/home rw,xattr,posixacl
+41 40 0:36 / /home/user\\040with\\040space rw shared:21 - zfs rpool/home/user\\040with\\040space rw
+42 22 259:1 / /boot/efi rw,relatime shared:22 - vfat /dev/sda1 rw
+43 22 0:37 / /run rw,nosuid shared:23 - tmpfs tmpfs rw
+";
+
+    #[test]
+    fn resolves_the_deepest_zfs_mount() {
+        let m = parse_mountinfo(SAMPLE).unwrap();
+        let at = |p: &str| dataset_holding(&m, Path::new(p)).map(|(d, t)| (d.to_string(), t));
+        assert_eq!(
+            at("/etc/passwd"),
+            Some(("rpool/ROOT/debian".into(), "/".into()))
+        );
+        assert_eq!(
+            at("/home/alice/x"),
+            Some(("rpool/home".into(), "/home".into()))
+        );
+        assert_eq!(
+            at("/home/user with space/f"),
+            Some((
+                "rpool/home/user with space".into(),
+                "/home/user with space".into()
+            ))
+        );
+        assert_eq!(at("/homes"), Some(("rpool/ROOT/debian".into(), "/".into())));
+        assert_eq!(at("/boot/efi/EFI"), None, "not ZFS: no dataset");
+        assert_eq!(at("/run/x"), None);
+        assert_eq!(
+            at("/home/../etc"),
+            Some(("rpool/ROOT/debian".into(), "/".into()))
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_errors() {
+        assert!(parse_mountinfo("1 2 3\n").is_err());
+    }
+
+    #[test]
+    fn this_machines_mount_table_parses() {
+        let mounts = read_mounts().unwrap();
+        assert!(mounts.iter().any(|m| m.target == Path::new("/")));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(text in "\\PC{0,200}") {
+            let _ = parse_mountinfo(&text);
+        }
+
+        #[test]
+        fn escaped_targets_round_trip(name in "[a-z \\\\]{1,12}") {
+            let escaped: String = name.chars().map(|c| match c {
+                ' ' => "\\040".to_owned(),
+                '\\' => "\\134".to_owned(),
+                c => c.to_string(),
+            }).collect();
+            let line = format!("1 0 0:1 / /{escaped} rw - zfs p/{escaped} rw\n");
+            let m = parse_mountinfo(&line).unwrap();
+            prop_assert_eq!(m[0].target.to_str().unwrap(), format!("/{name}"));
+        }
+    }
+}

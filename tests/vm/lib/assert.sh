@@ -1,0 +1,29 @@
+# Assertions for VM scenarios (sourced: . /kld/run/lib/assert.sh).
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# refuses STATUS PATTERN CMD...: CMD exits STATUS and its stderr matches PATTERN.
+refuses() {
+    want=$1 pattern=$2
+    shift 2
+    if "$@" >/tmp/refuses.out 2>/tmp/refuses.err; then
+        fail "expected '$*' to fail; it printed: $(cat /tmp/refuses.out)"
+    else
+        got=$?
+    fi
+    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want: $(cat /tmp/refuses.err)"
+    grep -q -- "$pattern" /tmp/refuses.err || fail "'$*' stderr lacks '$pattern': $(cat /tmp/refuses.err)"
+}
+
+# same A B: the two strings are equal.
+same() {
+    [ "$1" = "$2" ] || fail "expected '$2', got '$1'"
+}
+
+# snapshots DATASET: names of DATASET's snapshots, one a line.
+snapshots() {
+    zfs list -H -o name -t snapshot -d 1 "$1"
+}
