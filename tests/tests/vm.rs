@@ -51,6 +51,7 @@ macro_rules! scenarios {
 scenarios! {
     kernel_wireguard,
     ksnap_create_list,
+    ksnap_rollback_destroy_prune,
     nftables_drop_and_accept,
     pool_mirror_send_receive_scrub,
 }

@@ -35,7 +35,34 @@ const TOUR: &[Step] = &[
     },
     Step {
         say: "The kld binaries on this machine's PATH",
-        run: "ls /kld/bin | grep . || echo '(none yet: each arrives with the library behind it)'",
+        run: "ls /kld/bin",
+    },
+    Step {
+        say: "ksnap: snapshot a dataset and a path in one transaction group",
+        run: "ksnap create -l pre-upgrade tank/home /tank/home/alice",
+    },
+    Step {
+        say: "ksnap: a whole tree, recursively, and the list in each output mode",
+        run: "ksnap create -r tank && ksnap list -r tank && ksnap list -H -p tank/home/alice",
+    },
+    Step {
+        say: "ksnap: something goes wrong; see what changed since the snapshot",
+        run: "echo oops > /tank/home/alice/notes && rm -f /tank/home/alice/notes.bak \
+              && ksnap diff /tank/home/alice pre-upgrade",
+    },
+    Step {
+        say: "ksnap: roll back to the newest snapshot labelled pre-upgrade (dry run, then for real)",
+        run: "ksnap rollback --dry-run --destroy-newer tank/home/alice pre-upgrade \
+              && ksnap rollback --destroy-newer tank/home/alice pre-upgrade && cat /tank/home/alice/notes",
+    },
+    Step {
+        say: "ksnap: prune hourly snapshots down to the newest (other names are never touched)",
+        run: "zfs snapshot tank/home@by-hand && for i in 1 2 3; do ksnap tank/home hourly; sleep 1; done \\
+              && ksnap prune --label hourly --keep 1 tank/home && ksnap list tank/home",
+    },
+    Step {
+        say: "ksnap refuses a hostile name before anything runs",
+        run: "ksnap create 'tank/home;reboot' || echo \"(refused, exit $?)\"",
     },
 ];
 

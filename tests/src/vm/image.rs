@@ -21,11 +21,11 @@ const INIT: &str = include_str!("init.sh");
 /// where libudev looks, which `zpool create` on a whole disk waits for.
 const UDEV_RECORD: &str = include_str!("udev-record.sh");
 /// Bumped when the layout of the image changes in a way the inputs miss.
-const FORMAT: &str = "kld-vm-image-1";
+const FORMAT: &str = "kld-vm-image-2";
 
 /// Userland programs copied from the host, with where they go in the VM.
 const TOOLS: &[&str] = &[
-    "zfs", "zpool", "zdb", "zinject", "zstream", "wg", "nft", "ip", "kmod",
+    "zfs", "zpool", "zdb", "zinject", "zstream", "wg", "nft", "ip", "kmod", "flock",
 ];
 /// Names under which `kmod` acts as each module tool.
 const KMOD_LINKS: &[&str] = &["modprobe", "insmod", "rmmod", "lsmod", "depmod", "modinfo"];

@@ -497,10 +497,12 @@ fn prune(zfs: &Zfs, args: &Prune) -> Result<ExitCode, Failure> {
             } else if !s.clones.is_empty() {
                 skipped.push(format!("{} (has clones)", s.name));
             } else {
-                doomed.push(s.name.clone());
+                doomed.push((s.createtxg, s.name.clone()));
             }
         }
     }
+    doomed.sort();
+    let doomed: Vec<SnapshotName> = doomed.into_iter().map(|(_, name)| name).collect();
     for s in &skipped {
         eprintln!("ksnap: skipped {s}");
     }
