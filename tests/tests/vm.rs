@@ -49,6 +49,7 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    kdf_space,
     kernel_wireguard,
     ksnap_create_list,
     ksnap_rollback_destroy_prune,

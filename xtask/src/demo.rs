@@ -47,8 +47,7 @@ const TOUR: &[Step] = &[
     },
     Step {
         say: "ksnap: something goes wrong; see what changed since the snapshot",
-        run: "echo oops > /tank/home/alice/notes && rm -f /tank/home/alice/notes.bak \
-              && ksnap diff /tank/home/alice pre-upgrade",
+        run: "echo oops > /tank/home/alice/notes && ksnap diff /tank/home/alice pre-upgrade",
     },
     Step {
         say: "ksnap: roll back to the newest snapshot labelled pre-upgrade (dry run, then for real)",
@@ -57,8 +56,16 @@ const TOUR: &[Step] = &[
     },
     Step {
         say: "ksnap: prune hourly snapshots down to the newest (other names are never touched)",
-        run: "zfs snapshot tank/home@by-hand && for i in 1 2 3; do ksnap tank/home hourly; sleep 1; done \\
+        run: "zfs snapshot tank/home@by-hand && for i in 1 2 3; do ksnap tank/home hourly; sleep 1; done \
               && ksnap prune --label hourly --keep 1 tank/home && ksnap list tank/home",
+    },
+    Step {
+        say: "kdf: space as ZFS accounts it, with snapshot counts and the pool's totals",
+        run: "zfs clone tank/home@by-hand tank/home-test && kdf -r tank",
+    },
+    Step {
+        say: "kdf: each snapshot's unique and written space, and JSON for scripts",
+        run: "kdf --snapshots tank/home && kdf --json -s used -d 1 tank | head -20",
     },
     Step {
         say: "ksnap refuses a hostile name before anything runs",

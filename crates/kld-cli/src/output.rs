@@ -60,6 +60,15 @@ impl Cell {
         }
     }
 
+    /// A percentage: `42%` for people, `42` otherwise.
+    pub fn percent(n: u64) -> Cell {
+        Cell {
+            human: format!("{n}%"),
+            exact: n.to_string(),
+            json: Value::from(n),
+        }
+    }
+
     /// A ratio such as a compression ratio: `1.52x`, `1.52` exact.
     pub fn ratio(r: f64) -> Cell {
         Cell {
