@@ -50,6 +50,7 @@ macro_rules! scenarios {
 
 scenarios! {
     kdf_space,
+    kdir_datasets,
     kernel_wireguard,
     ksnap_create_list,
     ksnap_rollback_destroy_prune,

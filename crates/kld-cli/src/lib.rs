@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod failure;
+pub mod migrate;
 pub mod output;
 pub mod target;
 pub mod time;
