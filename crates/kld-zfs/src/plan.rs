@@ -7,7 +7,7 @@ use kld_exec::Cmd;
 
 use crate::error::{Error, Result};
 use crate::lzc;
-use crate::name::SnapshotName;
+use crate::name::{DatasetName, SnapshotName};
 
 /// One operation of a plan.
 #[derive(Debug, Clone)]
@@ -19,6 +19,13 @@ pub enum Step {
     /// Destroy these snapshots (of one pool) in one transaction group
     /// through libzfs_core.
     LzcDestroySnapshots(Vec<SnapshotName>),
+    /// Clone a snapshot (unmounted) through libzfs_core.
+    LzcClone {
+        /// The origin.
+        snapshot: SnapshotName,
+        /// The new dataset.
+        target: DatasetName,
+    },
     /// Run a channel program: `cmd` followed by the script's path and
     /// `args`; the script is written to a private temporary file first.
     Program {
@@ -46,6 +53,7 @@ impl fmt::Display for Step {
                 "lzc_destroy_snaps {} (one transaction group)",
                 names(snaps)
             ),
+            Step::LzcClone { snapshot, target } => write!(f, "lzc_clone {snapshot} {target}"),
             Step::Program {
                 cmd, name, args, ..
             } => {
@@ -119,6 +127,7 @@ fn run_step(step: &Step) -> Result<()> {
         Step::Run(cmd) => cmd.run().map(drop).map_err(Error::Command),
         Step::LzcSnapshot(snaps) => lzc::snapshot(snaps),
         Step::LzcDestroySnapshots(snaps) => lzc::destroy_snapshots(snaps),
+        Step::LzcClone { snapshot, target } => lzc::clone(snapshot, target),
         Step::Program {
             cmd, source, args, ..
         } => {

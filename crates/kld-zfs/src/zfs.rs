@@ -434,6 +434,25 @@ impl Zfs {
         Plan::new(vec![Step::Run(cmd.arg(snap).arg(target))])
     }
 
+    /// Clones `snap` as each of `targets`, leaving them unmounted: through
+    /// libzfs_core one call each and no process, otherwise `zfs clone` and
+    /// `zfs unmount` each. Mount them with `zfs mount` when wanted.
+    pub fn clone_unmounted(&self, snap: &SnapshotName, targets: &[DatasetName]) -> Plan {
+        let mut steps = Vec::new();
+        for target in targets {
+            if self.lzc {
+                steps.push(Step::LzcClone {
+                    snapshot: snap.clone(),
+                    target: target.clone(),
+                });
+            } else {
+                steps.push(Step::Run(self.zfs().arg("clone").arg(snap).arg(target)));
+                steps.push(Step::Run(self.zfs().arg("unmount").arg(target)));
+            }
+        }
+        Plan::new(steps)
+    }
+
     /// Makes a clone independent of its origin (`zfs promote`).
     pub fn promote(&self, clone: &DatasetName) -> Plan {
         Plan::new(vec![Step::Run(self.zfs().arg("promote").arg(clone))])

@@ -99,6 +99,7 @@ pub struct Vm {
     memory_mib: u32,
     timeout: Duration,
     binaries: Binaries,
+    extra: Vec<PathBuf>,
 }
 
 /// Where the kld binaries put on the VM's `PATH` come from.
@@ -133,7 +134,15 @@ impl Vm {
             memory_mib: 2048,
             timeout: Duration::from_secs(600),
             binaries,
+            extra: Vec::new(),
         }
+    }
+
+    /// Puts another program on the VM's `PATH` (in `/kld/bin`, with the
+    /// libraries it needs), e.g. a test binary that runs itself inside.
+    pub fn with_program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra.push(path.into());
+        self
     }
 
     /// The number of blank virtio disks (`/dev/vda`, `/dev/vdb`, ...).
@@ -182,11 +191,12 @@ impl Vm {
         sink: &mut dyn std::io::Write,
     ) -> Result<Run, VmError> {
         let image = prepare(&mut |_| {})?;
-        let binaries = match &self.binaries {
+        let mut binaries = match &self.binaries {
             Binaries::Build => build_binaries()?,
             Binaries::Dir(dir) => binaries_in(dir)?,
             Binaries::Skip => Vec::new(),
         };
+        binaries.extend(self.extra.iter().cloned());
         boot::run(self, &image, &binaries, script, files, sink)
     }
 }
