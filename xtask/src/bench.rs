@@ -20,44 +20,166 @@ use crate::say;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Repetitions of each side of each row.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     reps: u32,
     /// Extra boots measured for the VM's boot-to-script time.
     #[arg(long, default_value_t = 2)]
     boots: u32,
 }
 
-/// One comparison run in the VM. `setup` runs once; `baseline` and `ours`
-/// run once per repetition with `$r` set to the repetition number.
+/// Comparisons that share a pool and its set-up, run in the VM. `setup`
+/// runs once, first.
+struct VmGroup {
+    disks: usize,
+    setup: &'static str,
+    rows: &'static [VmRow],
+}
+
+/// One comparison. Each repetition runs `prepare` (untimed), then times
+/// `baseline`, then `prepare` again and times `ours`; `$r` is the
+/// repetition number and `$side` is `baseline` or `ours` in every snippet.
+/// Slow baselines cap the repetitions with `max_reps`.
 struct VmRow {
     name: &'static str,
     what: &'static str,
     baseline_is: &'static str,
     ours_is: &'static str,
-    disks: usize,
-    setup: &'static str,
+    prepare: &'static str,
     baseline: &'static str,
     ours: &'static str,
+    max_reps: u32,
 }
 
-const VM_ROWS: &[VmRow] = &[VmRow {
-    name: "snapshot-200-datasets",
-    what: "snapshot 200 datasets",
-    baseline_is: "one `zfs snapshot` per dataset (kldload's ksnap, most cron scripts)",
-    ours_is: "one `zfs snapshot` naming all 200 (one transaction group)",
-    disks: 1,
-    setup: "zpool create -O mountpoint=none bench $KLD_VM_DISKS
-            i=0
-            while [ $i -lt 200 ]; do
-                j=0
-                while [ $j -lt 25 ]; do zfs create bench/d$((i + j)) & j=$((j + 1)); done
-                wait
-                i=$((i + 25))
-            done
-            [ \"$(zfs list -H -o name -r bench | wc -l)\" -eq 201 ]",
-    baseline: "for i in $(seq 0 199); do zfs snapshot bench/d$i@loop$r; done",
-    ours: "zfs snapshot $(for i in $(seq 0 199); do printf 'bench/d%s@one%s ' $i $r; done)",
-}];
+/// Creates the datasets `$pool/d0` ... `$pool/d<N-1>`, 25 at a time.
+const MAKE_DATASETS: &str = "make_datasets() {
+    i=0
+    while [ $i -lt $2 ]; do
+        j=0
+        while [ $j -lt 25 ] && [ $((i + j)) -lt $2 ]; do zfs create $1/d$((i + j)) & j=$((j + 1)); done
+        wait
+        i=$((i + 25))
+    done
+    [ \"$(zfs list -H -o name -d 1 $1 | wc -l)\" -eq $(($2 + 1)) ]
+}
+# snapshot_all POOL PER LABEL: PER snapshots LABEL-20260101-0000NN on every
+# child of POOL, by channel programs (one snapshot per dataset per program:
+# a transaction group takes only one snapshot of a dataset).
+snapshot_all() {
+    cat > /tmp/snapall.lua <<'LUA'
+local argv = (...)[\"argv\"]
+local pool, name = argv[1], argv[2]
+for child in zfs.list.children(pool) do
+    local err = zfs.sync.snapshot(child .. \"@\" .. name)
+    if err ~= 0 then error(\"snapshot of \" .. child .. \" failed: \" .. err) end
+end
+LUA
+    k=1
+    while [ $k -le $2 ]; do
+        zfs program -t 100000000 -m 100000000 $1 /tmp/snapall.lua $1 $(printf '%s-20260101-%06d' $3 $k) >/dev/null
+        k=$((k + 1))
+    done
+}
+# snapshot_names LABEL PER: the short names snapshot_all made, comma-separated.
+snapshot_names() {
+    names=
+    k=1
+    while [ $k -le $2 ]; do names=\"$names,$(printf '%s-20260101-%06d' $1 $k)\"; k=$((k + 1)); done
+    echo \"${names#,}\"
+}";
+
+const VM_GROUPS: &[VmGroup] = &[
+    VmGroup {
+        disks: 1,
+        setup: "zpool create -O mountpoint=none b200 $DISK && make_datasets b200 200",
+        rows: &[VmRow {
+            name: "snapshot-200-datasets",
+            what: "snapshot 200 datasets",
+            baseline_is: "one `zfs snapshot` per dataset (kldload's ksnap, most cron scripts)",
+            ours_is: "one `zfs snapshot` naming all 200 (one transaction group)",
+            prepare: "",
+            baseline: "for i in $(seq 0 199); do zfs snapshot b200/d$i@loop$r; done",
+            ours: "zfs snapshot $(for i in $(seq 0 199); do printf 'b200/d%s@one%s ' $i $r; done)",
+            max_reps: 100,
+        }],
+    },
+    VmGroup {
+        disks: 1,
+        setup: "zpool create -O mountpoint=/b500 b500 $DISK && make_datasets b500 500 && snapshot_all b500 10 space",
+        rows: &[
+            VmRow {
+                name: "space-500-datasets-5000-snapshots",
+                what: "space report, 500 datasets + 5,000 snapshots",
+                baseline_is: "bare `zfs list -Hp -t all` of the same fields",
+                ours_is: "`kdf -H -p -r` (snapshot counts included)",
+                prepare: "",
+                baseline: "zfs list -H -p -t all -r -o name,type,used,avail,refer,usedbysnapshots,usedbychildren,\
+                           usedbyrefreservation,compressratio,origin b500 >/dev/null",
+                ours: "kdf -H -p -r b500 >/dev/null",
+                max_reps: 100,
+            },
+            VmRow {
+                name: "recursive-snapshot-500-vs-snapshot-r",
+                what: "recursive snapshot of 500 datasets",
+                baseline_is: "`zfs snapshot -r`",
+                ours_is: "`ksnap create -r`",
+                prepare: "",
+                baseline: "zfs snapshot -r b500@zr$r",
+                ours: "ksnap create -r -l k$r b500 >/dev/null",
+                max_reps: 100,
+            },
+            VmRow {
+                name: "recursive-snapshot-500-vs-loop",
+                what: "recursive snapshot of 500 datasets",
+                baseline_is: "one `zfs snapshot` per dataset",
+                ours_is: "`ksnap create -r`",
+                prepare: "",
+                baseline: "for ds in $(zfs list -H -o name -r b500); do zfs snapshot $ds@loop$r; done",
+                ours: "ksnap create -r -l kl$r b500 >/dev/null",
+                max_reps: 2,
+            },
+        ],
+    },
+    VmGroup {
+        disks: 1,
+        setup: "zpool create -O mountpoint=/bp bp $DISK && make_datasets bp 50",
+        rows: &[
+            VmRow {
+                name: "prune-2000-snapshots-vs-floor",
+                what: "prune 2,000 snapshots over 50 datasets",
+                baseline_is: "the floor: one `zfs destroy ds@a,b,...` per dataset, names known",
+                ours_is: "`ksnap prune --keep 0` (its own listing included)",
+                prepare: "snapshot_all bp 40 p$side$r",
+                baseline: "names=$(snapshot_names pbaseline$r 40); for i in $(seq 0 49); do zfs destroy bp/d$i@$names; done",
+                ours: "ksnap prune -r --label pours$r --keep 0 bp >/dev/null",
+                max_reps: 100,
+            },
+            VmRow {
+                name: "prune-2000-snapshots-vs-loop",
+                what: "prune 2,000 snapshots over 50 datasets",
+                baseline_is: "one `zfs destroy` per snapshot (as sanoid does)",
+                ours_is: "`ksnap prune --keep 0` (its own listing included)",
+                prepare: "snapshot_all bp 40 l$side$r",
+                baseline: "for s in $(zfs list -H -o name -t snapshot -r bp | grep @lbaseline$r-); do zfs destroy $s; done",
+                ours: "ksnap prune -r --label lours$r --keep 0 bp >/dev/null",
+                max_reps: 1,
+            },
+        ],
+    },
+    VmGroup {
+        disks: 1,
+        setup: "zpool create -O mountpoint=/bc bc $DISK && zfs create bc/src && zfs snapshot bc/src@s",
+        rows: &[VmRow {
+            name: "clone-100",
+            what: "100 clones of one snapshot",
+            baseline_is: "a `zfs clone -o canmount=noauto` loop (unmounted, like ours)",
+            ours_is: "kld-zfs library API (`lzc_clone`, no process per clone)",
+            prepare: "",
+            baseline: "for i in $(seq 0 99); do zfs clone -o canmount=noauto bc/src@s bc/z$r-$i; done",
+            ours: "clone_many bc/src@s bc/k$r- 100",
+            max_reps: 100,
+        }],
+    },
+];
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -93,9 +215,9 @@ struct Measurement {
 pub fn run(args: &Args) -> Result<ExitCode> {
     crate::vm::prepare()?;
     let mut boots = Vec::new();
+    let rows: usize = VM_GROUPS.iter().map(|g| g.rows.len()).sum();
     say(&format!(
-        "running {} VM rows, {} repetitions each",
-        VM_ROWS.len(),
+        "running {rows} VM rows, up to {} repetitions each",
         args.reps
     ));
     let (rows, boot) = vm_rows(args.reps)?;
@@ -129,30 +251,35 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 /// Runs every VM row in one boot and collects the timings.
 fn vm_rows(reps: u32) -> Result<(Vec<Row>, Duration)> {
-    let mut script = String::from(
-        "set -e\nstamp() { read -r up _ < /proc/uptime; echo \"KLD-BENCH $1 $2 $up\"; }\n",
+    let mut script = format!(
+        "set -e\nstamp() {{ read -r up _ < /proc/uptime; echo \"KLD-BENCH $1 $2 $up\"; }}\n{MAKE_DATASETS}\n"
     );
     let mut next_disk = 0;
-    for row in VM_ROWS {
-        let disks: Vec<String> = (next_disk..next_disk + row.disks)
+    for group in VM_GROUPS {
+        let disks: Vec<String> = (next_disk..next_disk + group.disks)
             .map(|i| format!("/dev/vd{}", (b'a' + i as u8) as char))
             .collect();
-        next_disk += row.disks;
-        script.push_str(&format!(
-            "KLD_VM_DISKS='{}'\n{}\nr=0\nwhile [ $r -lt {reps} ]; do\n r=$((r + 1))\n\
-             stamp {name} baseline-start\n{}\nstamp {name} baseline-end\n\
-             stamp {name} ours-start\n{}\nstamp {name} ours-end\ndone\n",
-            disks.join(" "),
-            row.setup,
-            row.baseline,
-            row.ours,
-            name = row.name,
-        ));
+        next_disk += group.disks;
+        script.push_str(&format!("DISK='{}'\n{}\n", disks.join(" "), group.setup));
+        for row in group.rows {
+            let n = reps.min(row.max_reps);
+            script.push_str(&format!(
+                "r=0\nwhile [ $r -lt {n} ]; do\n r=$((r + 1))\n\
+                 side=baseline\n{prepare}\nstamp {name} baseline-start\n{baseline}\nstamp {name} baseline-end\n\
+                 side=ours\n{prepare}\nstamp {name} ours-start\n{ours}\nstamp {name} ours-end\ndone\n",
+                name = row.name,
+                prepare = if row.prepare.is_empty() { ":" } else { row.prepare },
+                baseline = row.baseline,
+                ours = row.ours,
+            ));
+        }
     }
+    let clone_many = vm::build_example("kld-zfs", "clone_many")?;
     let run = Vm::new()
-        .without_binaries()
+        .with_program(clone_many)
         .disks(next_disk)
-        .timeout(Duration::from_secs(3600))
+        .disk_size(4 << 30)
+        .timeout(Duration::from_secs(5400))
         .run(&script, &mut std::io::sink())?;
     if run.exit_code != 0 {
         bail!(
@@ -163,7 +290,8 @@ fn vm_rows(reps: u32) -> Result<(Vec<Row>, Duration)> {
     }
     let times = parse_stamps(&run.output_str())?;
     let mut rows = Vec::new();
-    for row in VM_ROWS {
+    for row in VM_GROUPS.iter().flat_map(|g| g.rows) {
+        let n = reps.min(row.max_reps) as usize;
         let side = |s: &str| {
             times
                 .get(&(row.name.to_owned(), s.to_owned()))
@@ -171,9 +299,9 @@ fn vm_rows(reps: u32) -> Result<(Vec<Row>, Duration)> {
                 .unwrap_or_default()
         };
         let (baseline, ours) = (side("baseline"), side("ours"));
-        if baseline.len() != reps as usize || ours.len() != reps as usize {
+        if baseline.len() != n || ours.len() != n {
             bail!(
-                "row {}: expected {reps} timings per side, got {} and {}",
+                "row {}: expected {n} timings per side, got {} and {}",
                 row.name,
                 baseline.len(),
                 ours.len()

@@ -265,6 +265,27 @@ pub fn build_binaries() -> Result<Vec<PathBuf>, VmError> {
     Ok(bins)
 }
 
+/// Builds an example of a workspace package in release mode and returns
+/// its path (for benchmarks that time a library call inside the VM).
+pub fn build_example(package: &str, example: &str) -> Result<PathBuf, VmError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    kld_exec::Cmd::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            package,
+            "--example",
+            example,
+        ])
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .run()?;
+    Ok(target_dir().join("release/examples").join(example))
+}
+
 fn binaries_in(dir: &Path) -> Result<Vec<PathBuf>, VmError> {
     use std::os::unix::fs::PermissionsExt;
     let entries = std::fs::read_dir(dir).map_err(|source| VmError::Io {
