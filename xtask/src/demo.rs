@@ -60,6 +60,20 @@ const TOUR: &[Step] = &[
               && ksnap prune --label hourly --keep 1 tank/home && ksnap list tank/home",
     },
     Step {
+        say: "kdir: a dataset where a directory would go, tuned for PostgreSQL",
+        run: "kdir --preset postgres /tank/pgdata && zfs get -o property,value,source recordsize,compression,atime tank/pgdata",
+    },
+    Step {
+        say: "kdir -p: missing parent datasets too, all or nothing",
+        run: "kdir -p /tank/srv/app/data && zfs list -r -o name,mountpoint tank/srv",
+    },
+    Step {
+        say: "kdir --migrate: an existing directory becomes a dataset (copy, verify, swap)",
+        run: "mkdir -p /tank/home/alice/photos && echo jpeg > /tank/home/alice/photos/cat.jpg \
+              && kdir --migrate /tank/home/alice/photos && cat /tank/home/alice/photos/cat.jpg \
+              && zfs list tank/home/alice/photos",
+    },
+    Step {
         say: "kdf: space as ZFS accounts it, with snapshot counts and the pool's totals",
         run: "zfs clone tank/home@by-hand tank/home-test && kdf -r tank",
     },

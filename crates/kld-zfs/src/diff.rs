@@ -75,38 +75,11 @@ pub fn parse_diff(text: &str) -> Result<Vec<Change>, ParseError> {
         changes.push(Change {
             kind,
             file_type,
-            path: unescape(path),
-            new_path: new_path.map(unescape),
+            path: crate::parse::unescape_octal(path, 4),
+            new_path: new_path.map(|p| crate::parse::unescape_octal(p, 4)),
         });
     }
     Ok(changes)
-}
-
-/// Decodes `\0ooo` (a backslash and four octal digits) escapes.
-fn unescape(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 4 < bytes.len()
-            && bytes[i + 1..i + 5]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let code = bytes[i + 1..i + 5]
-                .iter()
-                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-            if let Ok(b) = u8::try_from(code) {
-                out.push(b);
-                i += 5;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

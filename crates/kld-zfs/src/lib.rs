@@ -1,17 +1,17 @@
-//! `kld_zfs`: ZFS names, property assignments and output parsers.
-//!
-//! What exists today is the pure layer every ZFS operation stands on:
+//! `kld_zfs`: ZFS datasets, snapshots, bookmarks, clones, properties,
+//! send/receive, space accounting and pool status.
 //!
 //! - [`name`]: pool, dataset, snapshot and bookmark names that can only hold
 //!   what OpenZFS accepts, so a hostile or mistaken name is refused before
 //!   any program runs;
 //! - [`props`]: `name=value` property assignments checked where OpenZFS fixes
 //!   the values, and user properties (`module:name`);
-//! - [`parse`]: parsers for `zfs list/get -H -p`, `zpool list/get -H -p` and
-//!   `zpool status`, tested against output captured from OpenZFS 2.1.
-//!
-//! Operations that run `zfs`/`zpool` (and libzetta) build on these and are
-//! not part of the crate yet.
+//! - [`parse`], [`diff`], [`mounts`]: parsers for `zfs`/`zpool` output and the
+//!   mount table, tested against output captured from OpenZFS 2.1;
+//! - [`Zfs`]: queries that run at once, and mutations that return a [`Plan`]
+//!   to print (`--dry-run`) or run; libzfs_core (through libzetta) serves
+//!   snapshots, batched destroys and clones without a process per call, the
+//!   `zfs`/`zpool` commands serve the rest.
 //!
 //! ```
 //! use kld_zfs::name::DatasetName;

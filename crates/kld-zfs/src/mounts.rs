@@ -35,51 +35,31 @@ pub fn parse_mountinfo(text: &str) -> Result<Vec<Mount>, String> {
             return Err(format!("mountinfo line {}: too few fields", i + 1));
         }
         mounts.push(Mount {
-            target: PathBuf::from(unescape(fields[4])),
-            fstype: unescape(fields[sep + 1]),
-            source: unescape(fields[sep + 2]),
+            target: PathBuf::from(crate::parse::unescape_octal(fields[4], 3)),
+            fstype: crate::parse::unescape_octal(fields[sep + 1], 3),
+            source: crate::parse::unescape_octal(fields[sep + 2], 3),
         });
     }
     Ok(mounts)
 }
 
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let code = (bytes[i + 1] - b'0') as u32 * 64
-                + (bytes[i + 2] - b'0') as u32 * 8
-                + (bytes[i + 3] - b'0') as u32;
-            if let Ok(b) = u8::try_from(code) {
-                out.push(b);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The ZFS dataset whose mount holds `path`: the mount with the longest
-/// target that is an ancestor of (or equal to) `path`, if that mount is ZFS.
-/// The last mount wins where several share a target (it is the one on top).
-pub fn dataset_holding(mounts: &[Mount], path: &Path) -> Option<(DatasetName, PathBuf)> {
+/// The mount that holds `path`: the one with the longest target that is an
+/// ancestor of (or equal to) `path`; the last wins where several share a
+/// target (it is the one on top).
+pub fn mount_holding<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
     let path = normalize(path);
-    let best = mounts
+    mounts
         .iter()
         .enumerate()
         .filter(|(_, m)| path.starts_with(&m.target))
-        .max_by_key(|(i, m)| (m.target.components().count(), *i))?
-        .1;
+        .max_by_key(|(i, m)| (m.target.components().count(), *i))
+        .map(|(_, m)| m)
+}
+
+/// The ZFS dataset whose mount holds `path`, and where it is mounted; `None`
+/// if the mount holding `path` is not ZFS.
+pub fn dataset_holding(mounts: &[Mount], path: &Path) -> Option<(DatasetName, PathBuf)> {
+    let best = mount_holding(mounts, path)?;
     if best.fstype != "zfs" {
         return None;
     }

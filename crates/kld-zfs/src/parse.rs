@@ -26,6 +26,30 @@ fn error(program: &'static str, line: usize, message: impl Into<String>) -> Pars
     }
 }
 
+/// Decodes the octal escapes ZFS and the kernel put in names and paths: a
+/// backslash followed by `digits` octal digits (3 in `/proc/self/mountinfo`,
+/// 4 in `zfs diff`). Anything else is kept as it is.
+pub(crate) fn unescape_octal(text: &str, digits: usize) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes
+            .get(i + 1..i + 1 + digits)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        if let Some(Ok(b)) =
+            code.map(|d| u8::try_from(d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'))))
+        {
+            out.push(b);
+            i += 1 + digits;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One line of `zfs list -H -p -o name,...` or `zpool list -H -p -o ...`:
 /// the values of the columns asked for, by column name.
 #[derive(Debug, Clone, PartialEq)]

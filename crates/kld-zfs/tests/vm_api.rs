@@ -247,6 +247,29 @@ fn inside() {
         vec![7u8; 1 << 20]
     );
 
+    // Raw: an encrypted dataset travels encrypted; the copy has no key.
+    std::fs::write("/tmp/key", "correct horse battery").unwrap();
+    let enc = [
+        Property::parse("encryption=on").unwrap(),
+        Property::parse("keyformat=passphrase").unwrap(),
+        Property::parse("keylocation=file:///tmp/key").unwrap(),
+    ];
+    zfs.create(&ds("api/secret"), &enc, false).run().unwrap();
+    std::fs::write("/api/secret/s", "classified").unwrap();
+    zfs.snapshot(&[snap("api/secret@1")]).run().unwrap();
+    let raw = Send::full(&snap("api/secret@1")).raw();
+    zfs.replicate(&raw, &Receive::into(&ds("api/vault")))
+        .run()
+        .unwrap();
+    assert_eq!(
+        zfs.get_one("api/vault", "encryption").unwrap(),
+        "aes-256-gcm"
+    );
+    assert_eq!(
+        zfs.get_one("api/vault", "keystatus").unwrap(),
+        "unavailable"
+    );
+
     // Pools.
     let pools = zfs.pools(&["health"]).unwrap();
     assert_eq!(pools[0].get("health"), Some("ONLINE"));

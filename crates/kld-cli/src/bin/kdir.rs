@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use kld_cli::failure::{run, Failure};
 use kld_cli::migrate::{self, create_all_or_nothing, verify_mounted, Create};
-use kld_zfs::mounts::{normalize, read_mounts};
+use kld_zfs::mounts::{mount_holding, normalize, read_mounts};
 use kld_zfs::name::DatasetName;
 use kld_zfs::props::Property;
 use kld_zfs::{Depth, Kind, Plan, Zfs};
@@ -317,12 +317,7 @@ fn nearest<'a>(filesystems: &'a [Fs], path: &Path) -> Option<&'a Fs> {
 /// Refuses a path whose nearest mount is not ZFS (e.g. below /boot/efi).
 fn check_mounted_on_zfs(path: &Path) -> Result<(), Failure> {
     let mounts = read_mounts()?;
-    let mount = mounts
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| path.starts_with(&m.target))
-        .max_by_key(|(i, m)| (m.target.components().count(), *i))
-        .map(|(_, m)| m);
+    let mount = mount_holding(&mounts, path);
     match mount {
         Some(m) if m.fstype != "zfs" => Err(Failure::new(format!(
             "{} is on a {} file system mounted at {}, not on ZFS",

@@ -240,15 +240,7 @@ fn create(zfs: &Zfs, args: &Create) -> Result<ExitCode, Failure> {
     } else {
         zfs.snapshot(&snaps)
     };
-    if args.dry_run {
-        print!("{plan}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    plan.run()?;
-    for s in &snaps {
-        println!("{s}");
-    }
-    Ok(ExitCode::SUCCESS)
+    execute(&plan, args.dry_run, &snaps)
 }
 
 fn list(zfs: &Zfs, args: &List) -> Result<ExitCode, Failure> {
@@ -298,15 +290,7 @@ fn choose<'a>(
     snaps: &'a [Snapshot],
     spec: &str,
 ) -> Result<(&'a Snapshot, String), Failure> {
-    let short = match spec.split_once('@') {
-        Some((ds, short)) if ds == dataset.as_str() => short,
-        Some(_) => {
-            return Err(Failure::usage(format!(
-                "{spec} is not a snapshot of {dataset}"
-            )))
-        }
-        None => spec,
-    };
+    let short = short_of(dataset, spec)?;
     if let Some(s) = snaps.iter().find(|s| s.name.short() == short) {
         return Ok((s, format!("snapshot {}", s.name)));
     }
@@ -363,13 +347,7 @@ fn rollback(zfs: &Zfs, args: &Rollback) -> Result<ExitCode, Failure> {
         }
         zfs.rollback(&chosen.name, args.destroy_newer)
     };
-    if args.dry_run {
-        print!("{plan}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    plan.run()?;
-    println!("{}", chosen.name);
-    Ok(ExitCode::SUCCESS)
+    execute(&plan, args.dry_run, &[&chosen.name])
 }
 
 fn destroy(zfs: &Zfs, args: &Destroy) -> Result<ExitCode, Failure> {
@@ -377,15 +355,7 @@ fn destroy(zfs: &Zfs, args: &Destroy) -> Result<ExitCode, Failure> {
     let snaps = zfs.snapshots(&[&dataset], false)?;
     let mut chosen = Vec::new();
     for spec in &args.snaps {
-        let short = match spec.split_once('@') {
-            Some((ds, short)) if ds == dataset.as_str() => short,
-            Some(_) => {
-                return Err(Failure::usage(format!(
-                    "{spec} is not a snapshot of {dataset}"
-                )))
-            }
-            None => spec.as_str(),
-        };
+        let short = short_of(&dataset, spec)?;
         let name = dataset.snapshot(short)?;
         let snap = snaps
             .iter()
@@ -409,15 +379,7 @@ fn destroy(zfs: &Zfs, args: &Destroy) -> Result<ExitCode, Failure> {
         }
     }
     let plan = zfs.destroy_snapshots(&chosen);
-    if args.dry_run {
-        print!("{plan}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    plan.run()?;
-    for s in &chosen {
-        println!("{s}");
-    }
-    Ok(ExitCode::SUCCESS)
+    execute(&plan, args.dry_run, &chosen)
 }
 
 fn diff(zfs: &Zfs, args: &Diff) -> Result<ExitCode, Failure> {
@@ -507,15 +469,37 @@ fn prune(zfs: &Zfs, args: &Prune) -> Result<ExitCode, Failure> {
         eprintln!("ksnap: skipped {s}");
     }
     let plan = zfs.destroy_snapshots(&doomed);
-    if args.dry_run {
+    execute(&plan, args.dry_run, &doomed)
+}
+
+/// Prints the plan (`--dry-run`), or runs it and prints what it made or
+/// destroyed, one name a line.
+fn execute<T: std::fmt::Display>(
+    plan: &Plan,
+    dry_run: bool,
+    names: &[T],
+) -> Result<ExitCode, Failure> {
+    if dry_run {
         print!("{plan}");
         return Ok(ExitCode::SUCCESS);
     }
     plan.run()?;
-    for s in &doomed {
-        println!("{s}");
+    for name in names {
+        println!("{name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The part after '@' of SPEC, which names a snapshot of `dataset` either
+/// by that part alone or in full.
+fn short_of<'a>(dataset: &DatasetName, spec: &'a str) -> Result<&'a str, Failure> {
+    match spec.split_once('@') {
+        Some((ds, short)) if ds == dataset.as_str() => Ok(short),
+        Some(_) => Err(Failure::usage(format!(
+            "{spec} is not a snapshot of {dataset}"
+        ))),
+        None => Ok(spec),
+    }
 }
 
 /// Holds the prune lock until dropped: two prunes never run at once.
