@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod man;
 mod test;
 mod vm;
 
@@ -31,6 +32,8 @@ enum Task {
     Vm(vm::Task),
     /// Measure kld against the usual way of doing each job.
     Bench(bench::Args),
+    /// Generate man pages and shell completions for every kld binary.
+    Man(man::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Task::Demo => demo::run(),
         Task::Vm(task) => vm::run(task),
         Task::Bench(args) => bench::run(&args),
+        Task::Man(args) => man::run(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! binary is one file in `src/bin/`.
 #![deny(missing_docs)]
 
+pub mod args;
 pub mod failure;
 pub mod migrate;
 pub mod output;

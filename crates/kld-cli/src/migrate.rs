@@ -341,6 +341,10 @@ mod tests {
         std::fs::set_permissions(b.path().join("d/f"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
         assert!(compare_trees(a.path(), b.path()).is_err());
+        let original = std::fs::metadata(a.path().join("d/f"))
+            .unwrap()
+            .permissions();
+        std::fs::set_permissions(b.path().join("d/f"), original).unwrap();
         std::fs::remove_file(b.path().join("l")).unwrap();
         assert!(compare_trees(a.path(), b.path())
             .unwrap_err()

@@ -4,59 +4,13 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
+use kld_cli::args::kdf::*;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, OutputArgs, Table};
 use kld_cli::target::resolve;
 use kld_zfs::name::{DatasetName, PoolName};
 use kld_zfs::parse::Row;
 use kld_zfs::{Depth, Kind, Zfs};
-
-/// Disk space as ZFS accounts it.
-///
-/// For each dataset: USED (all it holds), AVAIL, REFER (its own data),
-/// SNAPS (held only by its snapshots), CHILD (its descendants), REFRESERV
-/// (unused reservation), RATIO (compression), NSNAP (how many snapshots)
-/// and ORIGIN (for clones). With no TARGET, every dataset of every imported
-/// pool. People also get each pool's totals; scripts get them with --pools.
-#[derive(Debug, Parser)]
-#[command(version, term_width = 80)]
-struct Cli {
-    /// Include every dataset below each target.
-    #[arg(short = 'r')]
-    recursive: bool,
-    /// Include datasets at most DEPTH levels below each target.
-    #[arg(short = 'd', value_name = "DEPTH")]
-    depth: Option<u32>,
-    /// Sort by FIELD: name (A-Z), or used, avail, refer, snaps, child,
-    /// refreserv, ratio, nsnap (largest first).
-    #[arg(short = 's', value_name = "FIELD", value_parser = SORT_FIELDS)]
-    sort: Option<String>,
-    /// Only datasets of this pool.
-    #[arg(long)]
-    pool: Option<String>,
-    /// List each snapshot of the targets with its unique and written space.
-    #[arg(long, conflicts_with = "pools")]
-    snapshots: bool,
-    /// Print the pools' totals (size, allocated, free, capacity, health).
-    #[arg(long)]
-    pools: bool,
-    #[command(flatten)]
-    output: OutputArgs,
-    /// Datasets or paths.
-    targets: Vec<String>,
-}
-
-const SORT_FIELDS: [&str; 9] = [
-    "name",
-    "used",
-    "avail",
-    "refer",
-    "snaps",
-    "child",
-    "refreserv",
-    "ratio",
-    "nsnap",
-];
 
 const COLUMNS: &[&str] = &[
     "type",
@@ -347,13 +301,5 @@ mod tests {
     fn roots() {
         assert_eq!(root_of("tank/a/b", &["tank", "tank/a"]), Some("tank/a"));
         assert_eq!(root_of("tank/ab", &["tank/a"]), None);
-    }
-
-    #[test]
-    fn help_fits_80_columns() {
-        use clap::CommandFactory;
-        for line in Cli::command().render_long_help().to_string().lines() {
-            assert!(line.chars().count() <= 80, "{line:?}");
-        }
     }
 }
