@@ -25,6 +25,28 @@ tree=$(zfs list -H -o name -t snapshot -r ks/a | grep '@tree-')
 same "$(echo "$tree" | wc -l)" 2
 same "$(zfs get -H -p -o value createtxg $tree | sort -u | wc -l)" 1
 
+# -r over two trees: still one transaction group.
+ksnap create -r -l two ks/a ks/b > created
+two=$(zfs list -H -o name -t snapshot -r ks/a ks/b | grep '@two-')
+same "$(echo "$two" | wc -l)" 3
+same "$(zfs get -H -p -o value createtxg $two | sort -u | wc -l)" 1
+# A name taken on one dataset of a tree: nothing at all is taken. (Retried
+# until the clash falls within one second.)
+refused=no
+n=0
+while [ $n -lt 10 ] && [ $refused = no ]; do
+    zfs snapshot "ks/a/child@clash-$(date -u +%Y%m%d-%H%M%S)" 2>/dev/null || true
+    before=$(zfs list -H -o name -t snapshot -r ks | wc -l)
+    if ! ksnap create -r -l clash ks/a ks/b >/dev/null 2>err; then
+        grep -q "already exists: .*ks/a/child@clash-" err || fail "$(cat err)"
+        grep -q "nothing was taken" err || fail "$(cat err)"
+        same "$(zfs list -H -o name -t snapshot -r ks | wc -l)" "$before"
+        refused=yes
+    fi
+    n=$((n + 1))
+done
+same "$refused" yes
+
 # The seeds' short form.
 ksnap ks/b nightly | grep -q '^ks/b@nightly-'
 ksnap /ks/b > short

@@ -25,6 +25,10 @@ pub struct Args {
     /// Extra boots measured for the VM's boot-to-script time.
     #[arg(long, default_value_t = 2)]
     boots: u32,
+    /// Run only the rows whose name contains this text (and their group's
+    /// set-up).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// Comparisons that share a pool and its set-up, run in the VM. `setup`
@@ -215,12 +219,27 @@ struct Measurement {
 pub fn run(args: &Args) -> Result<ExitCode> {
     crate::vm::prepare()?;
     let mut boots = Vec::new();
-    let rows: usize = VM_GROUPS.iter().map(|g| g.rows.len()).sum();
+    let wanted = |row: &VmRow| {
+        args.only
+            .as_deref()
+            .is_none_or(|only| row.name.contains(only))
+    };
+    let count = VM_GROUPS
+        .iter()
+        .flat_map(|g| g.rows)
+        .filter(|r| wanted(r))
+        .count();
+    if count == 0 {
+        bail!(
+            "no benchmark row matches {:?}",
+            args.only.as_deref().unwrap_or_default()
+        );
+    }
     say(&format!(
-        "running {rows} VM rows, up to {} repetitions each",
+        "running {count} VM rows, up to {} repetitions each",
         args.reps
     ));
-    let (rows, boot) = vm_rows(args.reps)?;
+    let (rows, boot) = vm_rows(args.reps, &wanted)?;
     boots.push(boot);
     for i in 0..args.boots {
         say(&format!(
@@ -250,18 +269,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 }
 
 /// Runs every VM row in one boot and collects the timings.
-fn vm_rows(reps: u32) -> Result<(Vec<Row>, Duration)> {
+fn vm_rows(reps: u32, wanted: &dyn Fn(&VmRow) -> bool) -> Result<(Vec<Row>, Duration)> {
     let mut script = format!(
         "set -e\nstamp() {{ read -r up _ < /proc/uptime; echo \"KLD-BENCH $1 $2 $up\"; }}\n{MAKE_DATASETS}\n"
     );
     let mut next_disk = 0;
-    for group in VM_GROUPS {
+    for group in VM_GROUPS.iter().filter(|g| g.rows.iter().any(wanted)) {
         let disks: Vec<String> = (next_disk..next_disk + group.disks)
             .map(|i| format!("/dev/vd{}", (b'a' + i as u8) as char))
             .collect();
         next_disk += group.disks;
         script.push_str(&format!("DISK='{}'\n{}\n", disks.join(" "), group.setup));
-        for row in group.rows {
+        for row in group.rows.iter().filter(|r| wanted(r)) {
             let n = reps.min(row.max_reps);
             script.push_str(&format!(
                 "r=0\nwhile [ $r -lt {n} ]; do\n r=$((r + 1))\n\
@@ -290,7 +309,7 @@ fn vm_rows(reps: u32) -> Result<(Vec<Row>, Duration)> {
     }
     let times = parse_stamps(&run.output_str())?;
     let mut rows = Vec::new();
-    for row in VM_GROUPS.iter().flat_map(|g| g.rows) {
+    for row in VM_GROUPS.iter().flat_map(|g| g.rows).filter(|r| wanted(r)) {
         let n = reps.min(row.max_reps) as usize;
         let side = |s: &str| {
             times

@@ -290,11 +290,14 @@ impl Zfs {
         }
     }
 
-    /// Snapshots a dataset and all its descendants with the same name, in one
-    /// transaction group.
-    pub fn snapshot_recursive(&self, snap: &SnapshotName) -> Plan {
+    /// Snapshots each named dataset and all its descendants, in one
+    /// transaction group (all or none).
+    pub fn snapshot_recursive(&self, snaps: &[SnapshotName]) -> Plan {
+        if snaps.is_empty() {
+            return Plan::default();
+        }
         Plan::new(vec![Step::Run(
-            self.zfs().args(["snapshot", "-r"]).arg(snap),
+            self.zfs().args(["snapshot", "-r"]).args(snaps),
         )])
     }
 

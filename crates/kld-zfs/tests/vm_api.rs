@@ -103,7 +103,7 @@ fn inside() {
         .unwrap_err();
     assert!(err.to_string().contains("lzc_snapshot"), "{err}");
     assert!(!zfs.exists("api/a@fresh").unwrap());
-    zfs.snapshot_recursive(&snap("api/a@rec")).run().unwrap();
+    zfs.snapshot_recursive(&[snap("api/a@rec")]).run().unwrap();
     assert_eq!(txg(&zfs, "api/a@rec"), txg(&zfs, "api/a/b@rec"));
 
     // Listing: kinds, depth, snapshots with facts.
@@ -146,7 +146,7 @@ fn inside() {
 
     // Rollback, and a whole tree rolled back atomically.
     std::fs::write("/api/a/b/f", "old").unwrap();
-    zfs.snapshot_recursive(&snap("api/a@t")).run().unwrap();
+    zfs.snapshot_recursive(&[snap("api/a@t")]).run().unwrap();
     std::fs::write("/api/a/b/f", "new").unwrap();
     zfs.rollback(&snap("api/a/b@t"), false).run().unwrap();
     assert_eq!(read("/api/a/b/f"), "old");

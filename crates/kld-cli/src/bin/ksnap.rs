@@ -89,31 +89,35 @@ fn create(zfs: &Zfs, args: &Create) -> Result<ExitCode, Failure> {
         .iter()
         .map(|d| d.snapshot(&short))
         .collect::<Result<_, _>>()?;
-    // Never overwrite: refuse if any of the names (in the trees, with -r)
-    // is already taken.
-    let roots: Vec<&DatasetName> = datasets.iter().collect();
-    let taken: Vec<String> = zfs
-        .snapshots(&roots, args.recursive)?
-        .into_iter()
-        .filter(|s| s.name.short() == short)
-        .map(|s| s.name.to_string())
-        .collect();
-    if !taken.is_empty() {
-        return Err(
-            Failure::new(format!("snapshot already exists: {}", taken.join(" ")))
-                .hint("ksnap never overwrites a snapshot; wait a second or use another label"),
-        );
-    }
     let plan = if args.recursive {
-        let mut plan = Plan::default();
-        for s in &snaps {
-            plan.extend(zfs.snapshot_recursive(s));
-        }
-        plan
+        zfs.snapshot_recursive(&snaps)
     } else {
         zfs.snapshot(&snaps)
     };
-    execute(&plan, args.dry_run, &snaps)
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Never overwrite: ZFS takes all the snapshots or none and refuses a
+    // name that exists; only then is it worth listing which one it was.
+    if let Err(e) = plan.run() {
+        let roots: Vec<&DatasetName> = datasets.iter().collect();
+        let taken: Vec<String> = zfs
+            .snapshots(&roots, args.recursive)?
+            .into_iter()
+            .filter(|s| s.name.short() == short)
+            .map(|s| s.name.to_string())
+            .collect();
+        if taken.is_empty() {
+            return Err(e.into());
+        }
+        return Err(Failure::new(format!("snapshot already exists: {}", taken.join(" ")))
+            .hint("ksnap never overwrites a snapshot; nothing was taken; wait a second or use another label"));
+    }
+    for s in &snaps {
+        println!("{s}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(zfs: &Zfs, args: &List) -> Result<ExitCode, Failure> {
