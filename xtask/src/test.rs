@@ -108,10 +108,14 @@ fn lint_commands() -> Vec<(&'static str, Command)> {
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
+    let mut man = cargo();
+    man.args(["run", "--quiet", "-p", "kld-cli", "--example", "man", "--"])
+        .arg(kld_tests::vm::target_dir().join("man"));
     vec![
         ("cargo fmt --check", fmt),
         ("cargo clippy", clippy),
         ("cargo doc", doc),
+        ("man pages and completions", man),
     ]
 }
 
