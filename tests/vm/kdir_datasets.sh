@@ -77,7 +77,7 @@ same "$(zfs get -H -o value kld:kdir-migrate kx/srv/full)" -
 # An interrupted --migrate loses nothing, and a second run finishes it.
 mkdir -p $R/srv/big
 i=0
-while [ $i -lt 40 ]; do dd if=/dev/urandom of=$R/srv/big/f$i bs=64k count=16 2>/dev/null; i=$((i + 1)); done
+while [ $i -lt 100 ]; do dd if=/dev/urandom of=$R/srv/big/f$i bs=64k count=16 2>/dev/null; i=$((i + 1)); done
 manifest $R/srv/big > before
 kdir --migrate $R/srv/big > /dev/null 2>&1 &
 pid=$!
@@ -87,10 +87,11 @@ until zfs list kx/srv/big >/dev/null 2>&1; do
     [ $n -lt 600 ] || fail "the migration never started"
     sleep 0.05
 done
-kill -9 $pid
+# Interrupted as Ctrl-C or a crash would: kdir and the copy it runs.
+kill_tree $pid
 wait $pid || true
 [ -d $R/srv/big ] || [ -d $R/srv/.kdir-old-big ] || fail "the original directory is gone"
-kdir --migrate $R/srv/big > out 2> err
+kdir --migrate $R/srv/big > out 2> err || fail "the second run failed: $(cat err)"
 grep -q "interrupted migration" err || fail "the leftover was not noticed: $(cat err)"
 same "$(cat out)" kx/srv/big
 manifest $R/srv/big > after

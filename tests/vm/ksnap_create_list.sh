@@ -56,7 +56,7 @@ grep -q '^ks/b@manual-' short
 refused=no
 n=0
 while [ $n -lt 10 ] && [ $refused = no ]; do
-    ksnap ks/b dup >/dev/null
+    ksnap ks/b dup >/dev/null 2>&1 || true
     if ! ksnap ks/b dup >/dev/null 2>err; then
         grep -q "already exists" err && refused=yes
     fi

@@ -98,9 +98,9 @@ same "$(snapshots kr/p | tr '\n' ' ')" "kr/p@daily-20260102-000000 kr/p@daily-20
 # the stamp in its name.
 ksnap prune --older-than 1d kr/p >/dev/null 2>&1
 same "$(snapshots kr/p | wc -l)" 6
-sleep 2
+sleep 6
 ksnap kr/p fresh >/dev/null
-ksnap prune --older-than 2s kr/p >/dev/null 2>&1
+ksnap prune --older-than 5s kr/p >/dev/null 2>&1
 same "$(snapshots kr/p | grep -c daily-)" 2
 same "$(snapshots kr/p | grep -c 'dailyx\|fresh-')" 1
 refuses 2 "required" ksnap prune kr/p

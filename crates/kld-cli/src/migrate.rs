@@ -121,7 +121,12 @@ pub fn recover(zfs: &Zfs, path: &Path) -> Result<Vec<String>, Failure> {
             ));
         }
         let dataset = DatasetName::new(v.name.as_str())?;
-        zfs.destroy(&dataset, false).run()?;
+        zfs.destroy(&dataset, false).run().map_err(|e| {
+            Failure::from(e).hint(format!(
+                "{dataset} holds the partial copy of an interrupted migration; if it is busy, another \
+                 kdir --migrate may still be running"
+            ))
+        })?;
         let _ = std::fs::remove_dir(temp_path(path));
         done.push(format!("destroyed the partial copy {dataset}"));
     }

@@ -27,3 +27,20 @@ same() {
 snapshots() {
     zfs list -H -o name -t snapshot -d 1 "$1"
 }
+
+# children PID: the process IDs whose parent is PID.
+children() {
+    for stat in /proc/[0-9]*/stat; do
+        read -r p _ _ pp _ < "$stat" 2>/dev/null || continue
+        if [ "$pp" = "$1" ]; then echo "$p"; fi
+    done
+    return 0
+}
+
+# kill_tree PID: SIGKILL a process and everything it started, as a crash or
+# Ctrl-C would.
+kill_tree() {
+    kids=$(children "$1")
+    kill -9 "$1" 2>/dev/null || true
+    for kid in $kids; do kill_tree "$kid"; done
+}
