@@ -121,16 +121,33 @@ pub fn recover(zfs: &Zfs, path: &Path) -> Result<Vec<String>, Failure> {
             ));
         }
         let dataset = DatasetName::new(v.name.as_str())?;
-        zfs.destroy(&dataset, false).run().map_err(|e| {
-            Failure::from(e).hint(format!(
-                "{dataset} holds the partial copy of an interrupted migration; if it is busy, another \
-                 kdir --migrate may still be running"
-            ))
-        })?;
+        destroy_partial_copy(zfs, &dataset)?;
         let _ = std::fs::remove_dir(temp_path(path));
         done.push(format!("destroyed the partial copy {dataset}"));
     }
     Ok(done)
+}
+
+/// Destroys the dataset an interrupted migration copied into. A copy that
+/// was killed can hold the mount for a moment after it died, so a busy
+/// dataset is retried for a few seconds before giving up.
+fn destroy_partial_copy(zfs: &Zfs, dataset: &DatasetName) -> Result<(), Failure> {
+    let mut tries = 0;
+    loop {
+        match zfs.destroy(dataset, false).run() {
+            Ok(()) => return Ok(()),
+            Err(kld_zfs::Error::Command(e)) if e.stderr().contains("busy") && tries < 25 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(Failure::from(e).hint(format!(
+                    "{dataset} holds the partial copy of an interrupted migration; if it is busy, another \
+                     kdir --migrate may still be running"
+                )))
+            }
+        }
+    }
 }
 
 /// Moves the contents of the non-empty directory `path` into the last of

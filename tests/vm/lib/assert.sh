@@ -31,7 +31,7 @@ snapshots() {
 # children PID: the process IDs whose parent is PID.
 children() {
     for stat in /proc/[0-9]*/stat; do
-        read -r p _ _ pp _ < "$stat" 2>/dev/null || continue
+        read -r p _ _ pp _ 2>/dev/null < "$stat" || continue
         if [ "$pp" = "$1" ]; then echo "$p"; fi
     done
     return 0
@@ -43,4 +43,8 @@ kill_tree() {
     kids=$(children "$1")
     kill -9 "$1" 2>/dev/null || true
     for kid in $kids; do kill_tree "$kid"; done
+    # Wait until it is gone (or a zombie, which holds nothing).
+    while [ -e "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; do
+        sleep 0.05
+    done
 }
