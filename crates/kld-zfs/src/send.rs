@@ -77,10 +77,24 @@ impl Send {
 
     /// The `zfs send` command, from the given `zfs` program.
     pub(crate) fn command(&self, zfs: Cmd) -> Cmd {
-        let mut cmd = zfs.arg("send");
-        if let Source::Resume(token) = &self.source {
-            return cmd.arg("-t").arg(token);
+        let send = zfs.arg("send");
+        match &self.source {
+            // A resumed stream carries its own flags in the token.
+            Source::Resume(token) => send.arg("-t").arg(token),
+            Source::Full(snap) => self.flags(send).arg(snap),
+            Source::Incremental {
+                from,
+                to,
+                intermediate,
+            } => self
+                .flags(send)
+                .arg(if *intermediate { "-I" } else { "-i" })
+                .arg(from)
+                .arg(to),
         }
+    }
+
+    fn flags(&self, mut cmd: Cmd) -> Cmd {
         for (on, flag) in [
             (self.raw, "-w"),
             (self.replicate, "-R"),
@@ -90,18 +104,7 @@ impl Send {
                 cmd = cmd.arg(flag);
             }
         }
-        match &self.source {
-            Source::Full(snap) => cmd.arg(snap),
-            Source::Incremental {
-                from,
-                to,
-                intermediate,
-            } => cmd
-                .arg(if *intermediate { "-I" } else { "-i" })
-                .arg(from)
-                .arg(to),
-            Source::Resume(_) => unreachable!("handled above"),
-        }
+        cmd
     }
 }
 
