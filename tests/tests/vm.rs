@@ -49,6 +49,7 @@ macro_rules! scenarios {
 }
 
 scenarios! {
+    kbe_environments,
     kdf_space,
     kdir_datasets,
     kernel_wireguard,

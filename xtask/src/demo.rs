@@ -82,6 +82,30 @@ const TOUR: &[Step] = &[
         run: "kdf --snapshots tank/home && kdf --json -s used -d 1 tank | head -20",
     },
     Step {
+        say: "kbe: a boot environment root; the pool boots BE debian (flag R)",
+        run: "zfs create -o canmount=off -o mountpoint=none tank/ROOT \
+              && zfs create -o canmount=noauto -o mountpoint=/ tank/ROOT/debian \
+              && zfs create -o canmount=noauto tank/ROOT/debian/var \
+              && zpool set bootfs=tank/ROOT/debian tank && kbe --pool tank list",
+    },
+    Step {
+        say: "kbe: a boot environment before an upgrade (dry run, then for real), booted next",
+        run: "kbe --pool tank create --dry-run pre-upgrade debian \
+              && kbe --pool tank create pre-upgrade debian \
+              && kbe --pool tank activate pre-upgrade && kbe --pool tank list",
+    },
+    Step {
+        say: "kbe: the upgrade went wrong: roll back; the rollback target is protected",
+        run: "kbe --pool tank rollback && kbe --pool tank list \
+              && { kbe --pool tank destroy pre-upgrade || echo \"(refused, exit $?)\"; }",
+    },
+    Step {
+        say: "kbe: adopt a golden image that arrived by zfs send | zfs receive",
+        run: "zfs snapshot -r tank/ROOT/debian@v43 \
+              && zfs send -R tank/ROOT/debian@v43 | zfs receive -u tank/golden-v43 \
+              && kbe --pool tank create golden-v43 tank/golden-v43 && kbe --pool tank list -v",
+    },
+    Step {
         say: "ksnap refuses a hostile name before anything runs",
         run: "ksnap create 'tank/home;reboot' || echo \"(refused, exit $?)\"",
     },

@@ -67,6 +67,16 @@ impl From<kld_zfs::props::PropertyError> for Failure {
     }
 }
 
+impl From<kld_be::Error> for Failure {
+    fn from(e: kld_be::Error) -> Failure {
+        match e {
+            kld_be::Error::Zfs(e) => e.into(),
+            kld_be::Error::Name { .. } => Failure::usage(e),
+            e => Failure::new(e),
+        }
+    }
+}
+
 /// Runs a binary's body and turns its outcome into output and an exit code.
 pub fn run(binary: &str, body: impl FnOnce() -> Result<ExitCode, Failure>) -> ExitCode {
     match body() {

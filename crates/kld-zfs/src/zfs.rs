@@ -242,6 +242,26 @@ impl Zfs {
         Ok(parse_list("zpool list", &out.stdout_str(), &columns)?)
     }
 
+    /// Properties of a pool as text, by name (`zpool get -H -p`); `-`
+    /// where one is unset (e.g. `bootfs`, `altroot`).
+    pub fn pool_properties(
+        &self,
+        pool: &PoolName,
+        props: &[&str],
+    ) -> Result<BTreeMap<String, String>> {
+        let out = self
+            .zpool()
+            .args(["get", "-H", "-p", "-o", "name,property,value,source"])
+            .arg(props.join(","))
+            .arg(pool)
+            .run()
+            .map_err(not_found)?;
+        Ok(parse_get("zpool get", &out.stdout_str())?
+            .into_iter()
+            .map(|v| (v.property, v.value))
+            .collect())
+    }
+
     /// `zpool status` of one pool.
     pub fn pool_status(&self, pool: &PoolName) -> Result<PoolStatus> {
         let out = self
@@ -500,6 +520,18 @@ impl Zfs {
         let args: Vec<String> = props.iter().map(Property::to_string).collect();
         Plan::new(vec![Step::Run(
             self.zfs().arg("set").args(args).arg(dataset),
+        )])
+    }
+
+    /// Sets the dataset a pool boots from (`zpool set bootfs=...`), which
+    /// ZFSBootMenu and Debian's `root=zfs:AUTO` honour; `None` clears it.
+    pub fn set_bootfs(&self, pool: &PoolName, dataset: Option<&DatasetName>) -> Plan {
+        let value = dataset.map(DatasetName::as_str).unwrap_or("");
+        Plan::new(vec![Step::Run(
+            self.zpool()
+                .arg("set")
+                .arg(format!("bootfs={value}"))
+                .arg(pool),
         )])
     }
 

@@ -1,0 +1,284 @@
+//! kbe: boot environments, and the way back after an upgrade.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kld_be::{BeName, BootEnvironment, BootEnvironments, Change, Locate, PrunePolicy, Source};
+use kld_cli::args::kbe::*;
+use kld_cli::failure::{run, Failure};
+use kld_cli::output::{Cell, Table, API_VERSION};
+use kld_cli::time;
+use kld_zfs::name::{DatasetName, PoolName};
+use kld_zfs::Zfs;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run("kbe", || {
+        let bes = locate(&cli)?;
+        match &cli.command {
+            Command::List(args) => list(&bes, args),
+            Command::Current(args) => current(&bes, args),
+            Command::Create(args) => {
+                let name = BeName::new(&args.name)?;
+                let source = match &args.from {
+                    Some(from) => Source::parse(from)?,
+                    None => Source::Running,
+                };
+                warn_shared(&bes);
+                execute(&bes.create(&name, &source)?, args.dry_run)
+            }
+            Command::Activate(args) => {
+                warn_shared(&bes);
+                execute(&bes.activate(&BeName::new(&args.name)?)?, args.dry_run)
+            }
+            Command::Rollback(args) => execute(&bes.rollback()?, args.dry_run),
+            Command::Rename(args) => execute(
+                &bes.rename(&BeName::new(&args.old)?, &BeName::new(&args.new)?)?,
+                args.dry_run,
+            ),
+            Command::Destroy(args) => {
+                execute(&bes.destroy(&BeName::new(&args.name)?)?, args.dry_run)
+            }
+            Command::Mount(args) => execute(
+                &bes.mount(&BeName::new(&args.name)?, &args.path)?,
+                args.dry_run,
+            ),
+            Command::Unmount(args) => {
+                execute(&bes.unmount(&BeName::new(&args.name)?)?, args.dry_run)
+            }
+            Command::Prune(args) => prune(&bes, args),
+        }
+    })
+}
+
+fn locate(cli: &Cli) -> Result<BootEnvironments, Failure> {
+    let how = match (&cli.pool, &cli.root) {
+        (Some(pool), _) => Locate::Pool(PoolName::new(pool)?),
+        (None, Some(root)) => Locate::Root(DatasetName::new(root)?),
+        (None, None) => Locate::Running,
+    };
+    let bes = BootEnvironments::locate(Zfs::new(), how).map_err(|e| {
+        let hint = matches!(e, kld_be::Error::NoRoot(_));
+        let f = Failure::from(e);
+        if hint {
+            f.hint("name the boot environment root with --pool POOL or --root DATASET")
+        } else {
+            f
+        }
+    })?;
+    Ok(bes.with_hooks(&cli.hooks_dir))
+}
+
+/// Prints the steps (`--dry-run`) or runs them, then the change's notes.
+fn execute(change: &Change, dry_run: bool) -> Result<ExitCode, Failure> {
+    if dry_run {
+        print!("{change}");
+    } else {
+        change.run()?;
+    }
+    for note in change.notes() {
+        eprintln!("kbe: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Warns about shared datasets that hold what should travel with a boot
+/// environment.
+fn warn_shared(bes: &BootEnvironments) {
+    if let Ok((_, warnings)) = bes.shared() {
+        for w in warnings {
+            eprintln!("kbe: warning: {w}");
+        }
+    }
+}
+
+fn flags(be: &BootEnvironment) -> String {
+    let mut f = String::new();
+    for (on, c) in [
+        (be.active, 'N'),
+        (be.next_boot, 'R'),
+        (be.rollback_target, 'B'),
+    ] {
+        if on {
+            f.push(c);
+        }
+    }
+    if f.is_empty() {
+        f.push('-');
+    }
+    f
+}
+
+fn list(bes: &BootEnvironments, args: &List) -> Result<ExitCode, Failure> {
+    let state = bes.state()?;
+    let shared = if args.verbose {
+        Some(bes.shared()?)
+    } else {
+        None
+    };
+    if let Some((_, warnings)) = &shared {
+        for w in warnings {
+            eprintln!("kbe: warning: {w}");
+        }
+    }
+    if args.output.json {
+        let mut doc = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": "BootEnvironmentList",
+            "root": state.root,
+            "pool": state.pool,
+            "bootfs": state.bootfs,
+            "items": state.environments.iter().map(be_json).collect::<Vec<_>>(),
+        });
+        if let Some((shared, warnings)) = &shared {
+            doc["shared"] = serde_json::json!(shared
+                .iter()
+                .map(|s| serde_json::json!({"name": s.name, "mountpoint": s.mountpoint}))
+                .collect::<Vec<_>>());
+            doc["warnings"] = serde_json::json!(warnings);
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(
+        "BootEnvironmentList",
+        &[
+            ("NAME", "name"),
+            ("FLAGS", "flags"),
+            ("MOUNTED", "mounted"),
+            ("CREATED", "created"),
+            ("USED", "used"),
+            ("ORIGIN", "origin"),
+        ],
+    );
+    for be in &state.environments {
+        table.push(vec![
+            Cell::text(be.name.as_str()),
+            Cell::text(flags(be)),
+            be.mounted_at
+                .as_ref()
+                .map(|p| Cell::text(p.display().to_string()))
+                .unwrap_or_else(Cell::none),
+            Cell::time(be.created),
+            Cell::bytes(be.used),
+            be.origin.clone().map(Cell::text).unwrap_or_else(Cell::none),
+        ]);
+    }
+    table.print(&args.output);
+    if let Some((shared, _)) = &shared {
+        let human = !args.output.scripted;
+        let mut datasets = Table::new(
+            "BootEnvironmentDatasetList",
+            &[
+                ("DATASET", "name"),
+                ("BOOT ENVIRONMENT", "environment"),
+                ("MOUNTPOINT", "mountpoint"),
+                ("CANMOUNT", "canmount"),
+            ],
+        );
+        for be in &state.environments {
+            for d in &be.datasets {
+                datasets.push(vec![
+                    Cell::text(d.name.as_str()),
+                    Cell::text(be.name.as_str()),
+                    Cell::text(&d.mountpoint),
+                    Cell::text(&d.canmount),
+                ]);
+            }
+        }
+        for s in shared {
+            datasets.push(vec![
+                Cell::text(s.name.as_str()),
+                Cell::text("(shared)"),
+                Cell::text(&s.mountpoint),
+                Cell::text("on"),
+            ]);
+        }
+        if human {
+            println!();
+        }
+        datasets.print(&args.output);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn be_json(be: &BootEnvironment) -> serde_json::Value {
+    serde_json::json!({
+        "name": be.name,
+        "dataset": be.dataset,
+        "flags": flags(be),
+        "active": be.active,
+        "nextBoot": be.next_boot,
+        "rollbackTarget": be.rollback_target,
+        "created": be.created,
+        "used": be.used,
+        "referenced": be.referenced,
+        "origin": be.origin,
+        "mounted": be.mounted_at,
+        "datasets": be.datasets.iter().map(|d| serde_json::json!({
+            "name": d.name,
+            "mountpoint": d.mountpoint,
+            "canmount": d.canmount,
+            "mounted": d.mounted_at,
+            "origin": d.origin,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn current(bes: &BootEnvironments, args: &Current) -> Result<ExitCode, Failure> {
+    let state = bes.state()?;
+    let name = |b: Option<&BootEnvironment>| b.map(|b| b.name.to_string());
+    if args.json {
+        let doc = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": "CurrentBootEnvironment",
+            "active": name(state.active()),
+            "nextBoot": name(state.next_boot()),
+            "rollbackTarget": name(state.rollback_target()),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON values serialise")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    match state.active() {
+        Some(be) => {
+            println!("{}", be.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Failure::new(format!(
+            "the running system is not booted from a boot environment under {}",
+            state.root
+        ))),
+    }
+}
+
+fn prune(bes: &BootEnvironments, args: &Prune) -> Result<ExitCode, Failure> {
+    let policy = PrunePolicy {
+        older_than: args.older_than,
+        keep: args.keep,
+        now: time::now(),
+    };
+    let selection = bes.prune_selection(&policy)?;
+    for (name, why) in &selection.protected {
+        eprintln!("kbe: keeping {name}: {why}");
+    }
+    for name in &selection.destroy {
+        let change = bes
+            .destroy(name)
+            .map_err(|e| Failure::from(e).context(format!("cannot prune {name}")))?;
+        if args.dry_run {
+            print!("{change}");
+        } else {
+            change
+                .run()
+                .map_err(|e| Failure::from(e).context(format!("cannot prune {name}")))?;
+            println!("{name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
