@@ -183,6 +183,45 @@ const VM_GROUPS: &[VmGroup] = &[
             max_reps: 100,
         }],
     },
+    VmGroup {
+        disks: 1,
+        setup: "zpool create -O mountpoint=none -O canmount=off kbb $DISK \
+                && zfs create -o canmount=off -o mountpoint=none kbb/ROOT \
+                && i=0 && while [ $i -lt 100 ]; do j=0; \
+                   while [ $j -lt 25 ]; do zfs create -o canmount=noauto -o mountpoint=/ kbb/ROOT/be$((i + j)) & j=$((j + 1)); done; \
+                   wait; i=$((i + 25)); done \
+                && zpool set bootfs=kbb/ROOT/be0 kbb \
+                && zfs create -o canmount=off -o mountpoint=none kbb/R2 \
+                && zfs create -o canmount=noauto -o mountpoint=/ kbb/R2/src \
+                && for i in $(seq 1 20); do zfs create -o canmount=noauto kbb/R2/src/c$i & done; wait \
+                && [ \"$(zfs list -H -o name -r kbb/R2/src | wc -l)\" -eq 21 ]",
+        rows: &[
+            VmRow {
+                name: "kbe-list-100",
+                what: "list 100 boot environments",
+                baseline_is: "bare `zfs list -Hp` of the same fields",
+                ours_is: "`kbe list -p` (bootfs and the mount table included)",
+                prepare: "",
+                baseline: "zfs list -H -p -r -t filesystem -o name,mountpoint,canmount,creation,used,\
+                           referenced,origin,kld:previous-be kbb/ROOT >/dev/null",
+                ours: "kbe --root kbb/ROOT list -p >/dev/null",
+                max_reps: 100,
+            },
+            VmRow {
+                name: "kbe-create-activate-20-children",
+                what: "create + activate a boot environment with 20 child datasets",
+                baseline_is: "one process per step as beadm does: `zfs snapshot -r`, a `zfs clone` per dataset, `zpool set bootfs`",
+                ours_is: "`kbe create` + `kbe activate` (checks, property copy, rollback record included)",
+                prepare: "",
+                baseline: "zfs snapshot -r kbb/R2/src@b$r \
+                           && zfs clone -o canmount=noauto -o mountpoint=/ kbb/R2/src@b$r kbb/R2/b$r \
+                           && for i in $(seq 1 20); do zfs clone -o canmount=noauto kbb/R2/src/c$i@b$r kbb/R2/b$r/c$i; done \
+                           && zpool set bootfs=kbb/R2/b$r kbb",
+                ours: "kbe --root kbb/R2 create o$r src 2>/dev/null && kbe --root kbb/R2 activate o$r 2>/dev/null",
+                max_reps: 100,
+            },
+        ],
+    },
 ];
 
 #[derive(Debug, Serialize)]

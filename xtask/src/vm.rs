@@ -20,6 +20,21 @@ pub enum Task {
     /// Run scenarios from tests/vm/ (all of them if none is named) in one
     /// boot, and report each.
     Scenario(ScenarioArgs),
+    /// Boot the ZFS-on-root system (systemd, root=zfs:AUTO; built once and
+    /// cached) once per SCRIPT, in order, on one disk: each script runs
+    /// after boot with the kld binaries on PATH, then the system powers off
+    /// and the next boot runs the next script.
+    Boot(BootArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BootArgs {
+    /// Seconds each boot may take, script included.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// The shell scripts, one per boot.
+    #[arg(required = true)]
+    scripts: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +67,7 @@ pub fn run(task: Task) -> Result<ExitCode> {
         Task::Setup => setup(),
         Task::Exec(args) => exec(&args),
         Task::Scenario(args) => scenario(&args),
+        Task::Boot(args) => boot(&args),
     }
 }
 
@@ -64,6 +80,36 @@ fn setup() -> Result<ExitCode> {
         image.initrd.display(),
         started.elapsed().as_secs_f64()
     ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn boot(args: &BootArgs) -> Result<ExitCode> {
+    let scripts = args
+        .scripts
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the script {}", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let image = vm::system::SystemImage::ensure(&mut |m| say(m)).context("the system image")?;
+    let system = vm::system::System::new(&image)?.timeout(Duration::from_secs(args.timeout));
+    for (path, script) in args.scripts.iter().zip(&scripts) {
+        say(&format!("booting to run {}", path.display()));
+        let run = system.boot(script, &mut std::io::stdout())?;
+        say(&format!(
+            "{}: exit {} (boot to script {:.1} s, whole boot {:.1} s)",
+            path.display(),
+            run.exit_code,
+            run.boot_to_script.as_secs_f64(),
+            run.total.as_secs_f64()
+        ));
+        if run.exit_code != 0 {
+            return Ok(ExitCode::from(
+                u8::try_from(run.exit_code).unwrap_or(1).max(1),
+            ));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,10 +64,10 @@ pub(super) fn run(
     files: &[(String, Vec<u8>)],
     sink: &mut dyn Write,
 ) -> Result<Run, VmError> {
-    if vm.disks > MAX_DISKS {
+    if vm.disks + vm.attached.len() > MAX_DISKS {
         return Err(VmError::Setup(format!(
             "at most {MAX_DISKS} disks, not {}",
-            vm.disks
+            vm.disks + vm.attached.len()
         )));
     }
     let runs = cache_dir().join("runs");
@@ -89,21 +89,36 @@ pub(super) fn run(
             .map_err(|source| io(format!("cannot size {}", path.display()), source))?;
         disks.push(path);
     }
+    disks.extend(vm.attached.iter().cloned());
     let initrd = dir.join("initrd.cpio");
     write_initrd(&initrd, image, binaries, script, files, vm.disks, &nonce)?;
     let console = dir.join("console.log");
 
+    let cmd = qemu_command(vm, image, &initrd, &console, &disks);
+    watch(cmd, &console, &nonce, vm.timeout, sink)
+}
+
+/// Starts qemu (whose stdout is the guest's second serial port), streams
+/// what the script prints between the start and exit markers of `nonce` to
+/// `sink`, and stops qemu when it is done, when the guest dies, or at
+/// `timeout`.
+pub(super) fn watch(
+    mut cmd: Command,
+    console: &Path,
+    nonce: &str,
+    timeout: Duration,
+    sink: &mut dyn Write,
+) -> Result<Run, VmError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let started = Instant::now();
-    let mut qemu = Qemu(
-        qemu_command(vm, image, &initrd, &console, &disks)
-            .spawn()
-            .map_err(|source| {
-                io(
-                    "cannot start qemu-system-x86_64 (`cargo xtask vm setup` installs it)".into(),
-                    source,
-                )
-            })?,
-    );
+    let mut qemu = Qemu(cmd.spawn().map_err(|source| {
+        io(
+            "cannot start qemu-system-x86_64 (`cargo xtask vm setup` installs it)".into(),
+            source,
+        )
+    })?);
     let stdout = qemu.0.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || read_lines(stdout, tx));
@@ -111,7 +126,7 @@ pub(super) fn run(
     let start_marker = format!("KLD-VM-START-{nonce}");
     let exit_marker = format!("KLD-VM-EXIT-{nonce} ");
     let failed_marker = format!("KLD-VM-SETUP-FAILED-{nonce} ");
-    let deadline = started + vm.timeout;
+    let deadline = started + timeout;
     let mut boot_to_script = None;
     let mut exit_code = None;
     let mut power_off_by = None;
@@ -125,8 +140,8 @@ pub(super) fn run(
             }
             drop(qemu);
             return Err(VmError::TimedOut {
-                seconds: vm.timeout.as_secs(),
-                console: console_tail(&console),
+                seconds: timeout.as_secs(),
+                console: console_tail(console),
             });
         }
         match rx.recv_timeout(limit - now) {
@@ -142,7 +157,7 @@ pub(super) fn run(
                     drop(qemu);
                     return Err(VmError::Boot {
                         message: message.to_owned(),
-                        console: console_tail(&console),
+                        console: console_tail(console),
                     });
                 } else if boot_to_script.is_some() {
                     let _ = sink.write_all(&line);
@@ -164,7 +179,7 @@ pub(super) fn run(
             total,
         }),
         _ => Err(VmError::Died {
-            console: console_tail(&console),
+            console: console_tail(console),
         }),
     }
 }
@@ -201,9 +216,6 @@ fn qemu_command(
             disk.display()
         ));
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
     cmd
 }
 
@@ -273,7 +285,7 @@ fn console_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join("\n")
 }
 
-fn nonce() -> Result<String, VmError> {
+pub(super) fn nonce() -> Result<String, VmError> {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -285,6 +297,6 @@ fn read(path: &Path) -> Result<Vec<u8>, VmError> {
     std::fs::read(path).map_err(|source| io(format!("cannot read {}", path.display()), source))
 }
 
-fn io(what: String, source: std::io::Error) -> VmError {
+pub(super) fn io(what: String, source: std::io::Error) -> VmError {
     VmError::Io { what, source }
 }

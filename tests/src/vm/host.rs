@@ -31,6 +31,8 @@ pub const HOST_PACKAGES: &[&str] = &[
     // kld-zfs links libzfs_core through libzetta.
     "libzfslinux-dev",
     "pkg-config",
+    // The boot tier builds a ZFS-on-root Debian system with it.
+    "mmdebstrap",
 ];
 
 const SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";

@@ -20,6 +20,7 @@ mod image;
 mod libs;
 mod modules;
 mod size;
+pub mod system;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -100,6 +101,7 @@ pub struct Vm {
     timeout: Duration,
     binaries: Binaries,
     extra: Vec<PathBuf>,
+    attached: Vec<PathBuf>,
 }
 
 /// Where the kld binaries put on the VM's `PATH` come from.
@@ -135,6 +137,7 @@ impl Vm {
             timeout: Duration::from_secs(600),
             binaries,
             extra: Vec::new(),
+            attached: Vec::new(),
         }
     }
 
@@ -142,6 +145,15 @@ impl Vm {
     /// libraries it needs), e.g. a test binary that runs itself inside.
     pub fn with_program(mut self, path: impl Into<PathBuf>) -> Self {
         self.extra.push(path.into());
+        self
+    }
+
+    /// Attaches an existing raw disk image (read and written in place), as
+    /// the next virtio disk after the blank ones: with N blank disks, the
+    /// first attached file is disk N+1 (`/dev/vdb` for N = 1). It is not
+    /// listed in `$KLD_VM_DISKS`.
+    pub fn attach(mut self, path: impl Into<PathBuf>) -> Self {
+        self.attached.push(path.into());
         self
     }
 

@@ -1,0 +1,64 @@
+//! The boot tier: boot environments proven by booting them. A real
+//! ZFS-on-root Debian system boots BE `a` through Debian's zfs initramfs
+//! (`root=zfs:AUTO`), makes and activates BE `b`, and the next boot runs `b`;
+//! `kbe rollback` and another boot bring back `a`.
+
+use kld_tests::vm::system::{System, SystemImage};
+
+fn boot(system: &System, script: &str) -> String {
+    let run = system
+        .boot(script, &mut std::io::stderr())
+        .unwrap_or_else(|e| panic!("the system did not boot: {e}"));
+    let out = run.output_str();
+    assert_eq!(run.exit_code, 0, "the script failed:\n{out}");
+    out
+}
+
+#[test]
+fn a_new_boot_environment_boots_and_rollback_returns() {
+    let image = SystemImage::ensure(&mut |m| eprintln!("boot tier: {m}")).expect("system image");
+    let system = System::new(&image).expect("a fresh system disk");
+
+    let out = boot(
+        &system,
+        r#"
+        echo "running: $(kbe current)"
+        [ "$(kbe current)" = a ]
+        [ "$(findmnt -n -o SOURCE /)" = rpool/ROOT/a ]
+        [ "$(cat /proc/1/comm)" = systemd ]
+        kbe list
+        kbe create b
+        mkdir -p /mnt/b
+        kbe mount b /mnt/b
+        echo b > /mnt/b/etc/kld-marker
+        kbe unmount b
+        kbe activate b
+        [ "$(zpool get -H -o value bootfs rpool)" = rpool/ROOT/b ]
+        kbe list -v
+        "#,
+    );
+    assert!(out.contains("running: a"), "{out}");
+
+    let out = boot(
+        &system,
+        r#"
+        echo "running: $(kbe current)"
+        [ "$(kbe current)" = b ]
+        [ "$(cat /etc/kld-marker)" = b ]
+        kbe list -H
+        kbe rollback
+        "#,
+    );
+    assert!(out.contains("running: b"), "{out}");
+
+    let out = boot(
+        &system,
+        r#"
+        echo "running: $(kbe current)"
+        [ "$(kbe current)" = a ]
+        [ ! -e /etc/kld-marker ]
+        kbe list -H
+        "#,
+    );
+    assert!(out.contains("running: a"), "{out}");
+}
