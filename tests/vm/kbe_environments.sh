@@ -55,6 +55,12 @@ same "$(zfs get -H -o value canmount kb/ROOT/b/var)" noauto
 same "$(zfs get -H -o value compression kb/ROOT/b/var/lib)" zstd
 same "$(zfs get -H -p -o value createtxg kb/ROOT/a@kbe-b kb/ROOT/a/var/lib@kbe-b | sort -u | wc -l)" 1
 refuses 1 'already exists' kbe --pool kb create b a
+# A snapshot left with the name create would take: refused, nothing made.
+zfs snapshot kb/ROOT/a/var@kbe-clash
+refuses 1 'nothing had changed' kbe --pool kb create clash a
+refuses 1 'does not exist' zfs list kb/ROOT/clash
+[ -z "$(snapshots kb/ROOT/a | grep clash)" ] || fail "a partial snapshot was left"
+zfs destroy kb/ROOT/a/var@kbe-clash
 
 # activate with hooks; a failing hook undoes everything and keeps bootfs.
 mkdir /tmp/hooks

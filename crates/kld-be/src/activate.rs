@@ -78,7 +78,7 @@ impl BootEnvironments {
         let be = state.get(from)?;
         state.refuse_protected(be, "rename")?;
         let target = self.root.child(to.as_str())?;
-        if state.get(to).is_ok() || self.zfs.exists(target.as_str())? {
+        if state.taken.contains(&target) {
             return Err(Error::Refused(format!("{target} already exists")));
         }
         let mut change = Change::default();

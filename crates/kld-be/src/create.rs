@@ -83,12 +83,12 @@ impl BootEnvironments {
     pub fn create(&self, name: &BeName, source: &Source) -> Result<Change> {
         let state = self.state()?;
         let target = self.root.child(name.as_str())?;
-        if state.get(name).is_ok() || self.zfs.exists(target.as_str())? {
+        if state.taken.contains(&target) {
             return Err(Error::Refused(format!(
                 "{target} already exists: choose another name"
             )));
         }
-        let (from, snapshot) = match source {
+        let (from, snapshot, be) = match source {
             Source::Running => {
                 let be = state.active().ok_or_else(|| {
                     Error::Refused(format!(
@@ -97,28 +97,47 @@ impl BootEnvironments {
                         self.root
                     ))
                 })?;
-                (be.dataset.clone(), None)
+                (be.dataset.clone(), None, Some(be))
             }
-            Source::Environment(be) => (state.get(be)?.dataset.clone(), None),
+            Source::Environment(be) => {
+                let be = state.get(be)?;
+                (be.dataset.clone(), None, Some(be))
+            }
             Source::EnvironmentSnapshot(be, snap) => {
-                (state.get(be)?.dataset.clone(), Some(snap.clone()))
+                let be = state.get(be)?;
+                (be.dataset.clone(), Some(snap.clone()), Some(be))
             }
-            Source::Dataset(ds) => (ds.clone(), None),
-            Source::Snapshot(snap) => (snap.dataset(), Some(snap.short().to_owned())),
+            Source::Dataset(ds) => {
+                let be = state.environments.iter().find(|b| &b.dataset == ds);
+                (ds.clone(), None, be)
+            }
+            Source::Snapshot(snap) => (snap.dataset(), Some(snap.short().to_owned()), None),
         };
         if target.is_within(&from) || self.root.is_within(&from) {
             return Err(Error::Refused(format!(
                 "cannot make a boot environment of {from}: it contains the boot environment root"
             )));
         }
-        let tree: Vec<DatasetName> = self
-            .zfs
-            .list(&[from.as_str()], &[Kind::Filesystem], &[], Depth::All)?
-            .iter()
-            .map(|r| DatasetName::new(r.get("name").unwrap_or_default()))
-            .collect::<Result<_, _>>()?;
-        let snaps = self.zfs.snapshots(&[&from], true)?;
+        // A boot environment's datasets are known from the state; anything
+        // else is listed.
+        let tree: Vec<DatasetName> = match be {
+            Some(be) if be.dataset == from => be.datasets.iter().map(|d| d.name.clone()).collect(),
+            _ => self
+                .zfs
+                .list(&[from.as_str()], &[Kind::Filesystem], &[], Depth::All)?
+                .iter()
+                .map(|r| DatasetName::new(r.get("name").unwrap_or_default()))
+                .collect::<Result<_, _>>()?,
+        };
         let adopting = from.parent().as_ref() != Some(&self.root);
+        // Snapshots are listed only where one must be chosen or checked: a
+        // new snapshot that exists already makes the (atomic) snapshot step
+        // fail with nothing changed.
+        let snaps: Vec<Snapshot> = if snapshot.is_some() || adopting {
+            self.zfs.snapshots(&[&from], true)?
+        } else {
+            Vec::new()
+        };
         let (short, take) = match snapshot {
             Some(short) => (short, false),
             None if adopting => match newest_common(&tree, &snaps) {
@@ -138,12 +157,6 @@ impl BootEnvironments {
             .collect::<Result<_, _>>()?;
         let mut change = Change::default();
         if take {
-            if let Some(clash) = tree.iter().find(|d| has(d)) {
-                return Err(Error::Refused(format!(
-                    "{clash}@{short} already exists (left by an earlier boot environment \
-                     {name}?): destroy it or choose another name"
-                )));
-            }
             change.push(
                 self.zfs.snapshot(&origins),
                 self.zfs.destroy_snapshots(&origins),
@@ -161,7 +174,7 @@ impl BootEnvironments {
                 )));
             }
         }
-        let props = self.zfs.get(&[from.as_str()], &[], true)?;
+        let props = self.zfs.own_properties(&[from.as_str()], true)?;
         for (ds, origin) in tree.iter().zip(&origins) {
             let rel = &ds.as_str()[from.as_str().len()..];
             let new = DatasetName::new(format!("{target}{rel}"))?;

@@ -199,6 +199,7 @@ mod tests {
             bootfs: None,
             altroot: None,
             environments: envs,
+            taken: Default::default(),
         }
     }
 

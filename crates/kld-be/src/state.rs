@@ -2,6 +2,7 @@
 //! environments, which one runs, which boots next, which a rollback returns
 //! to, and the datasets all of them share.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use kld_zfs::mounts::{read_mounts, Mount};
@@ -118,6 +119,10 @@ pub struct State {
     pub altroot: Option<String>,
     /// The boot environments, by name.
     pub environments: Vec<BootEnvironment>,
+    /// Every file system under the root (boot environments or not), to
+    /// refuse names that are taken without asking ZFS again.
+    #[serde(skip)]
+    pub(crate) taken: BTreeSet<DatasetName>,
 }
 
 impl State {
@@ -275,6 +280,30 @@ impl BootEnvironments {
         let warnings = package_database_warnings(&shared);
         Ok((shared, warnings))
     }
+
+    /// Warnings about the running system from its mount table alone (no
+    /// ZFS query): a package database (`/var/lib/dpkg`, `/var/lib/rpm`) that
+    /// exists and lives on a dataset outside the boot environment root.
+    pub fn running_warnings(&self) -> Result<Vec<String>> {
+        let mounts = read_mounts()?;
+        let mut warnings = Vec::new();
+        for db in PACKAGE_DATABASES {
+            if !Path::new(db).exists() {
+                continue;
+            }
+            if let Some((ds, target)) = kld_zfs::mounts::dataset_holding(&mounts, Path::new(db)) {
+                if !ds.is_within(&self.root) && target != Path::new("/") {
+                    warnings.push(format!(
+                        "{db} is on {ds} (mounted at {}), outside the boot environments: \
+                         after a rollback, installed files and the package database would \
+                         disagree; keep it inside the boot environment",
+                        target.display()
+                    ));
+                }
+            }
+        }
+        Ok(warnings)
+    }
 }
 
 /// The ZFS dataset mounted at `/`, if `/` is ZFS.
@@ -302,8 +331,10 @@ fn build_state(
     };
     let mut previous = None;
     let mut datasets = Vec::new();
+    let mut taken = BTreeSet::new();
     for row in rows {
         let name = DatasetName::new(row.get("name").unwrap_or_default())?;
+        taken.insert(name.clone());
         if &name == root {
             previous = match row.get(PREVIOUS_PROPERTY) {
                 None | Some("-") | Some("") => None,
@@ -354,6 +385,7 @@ fn build_state(
         bootfs,
         altroot,
         environments,
+        taken,
     })
 }
 

@@ -207,6 +207,26 @@ impl Zfs {
         Ok(parse_get("zfs get", &out.stdout_str())?)
     }
 
+    /// The properties set on the named datasets themselves, locally or by
+    /// `zfs receive` (`zfs get -s local,received all`), and on their
+    /// descendants when `recursive`: what a copy of them must carry.
+    pub fn own_properties(&self, names: &[&str], recursive: bool) -> Result<Vec<PropertyValue>> {
+        let mut cmd = self.zfs().args([
+            "get",
+            "-H",
+            "-p",
+            "-s",
+            "local,received",
+            "-o",
+            "name,property,value,source",
+        ]);
+        if recursive {
+            cmd = cmd.arg("-r");
+        }
+        let out = cmd.arg("all").args(names).run().map_err(not_found)?;
+        Ok(parse_get("zfs get", &out.stdout_str())?)
+    }
+
     /// One property's value on one object, as text.
     pub fn get_one(&self, name: &str, prop: &str) -> Result<String> {
         let values = self.get(&[name], &[prop], false)?;

@@ -82,10 +82,10 @@ fn execute(change: &Change, dry_run: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Warns about shared datasets that hold what should travel with a boot
-/// environment.
+/// Warns when the running system keeps what should travel with a boot
+/// environment (the package database) outside of it.
 fn warn_shared(bes: &BootEnvironments) {
-    if let Ok((_, warnings)) = bes.shared() {
+    if let Ok(warnings) = bes.running_warnings() {
         for w in warnings {
             eprintln!("kbe: warning: {w}");
         }
