@@ -217,6 +217,8 @@ impl Zfs {
             "-p",
             "-s",
             "local,received",
+            "-t",
+            "filesystem,volume",
             "-o",
             "name,property,value,source",
         ]);

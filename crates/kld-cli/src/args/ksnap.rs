@@ -53,12 +53,22 @@ pub struct Create {
     /// The label that starts the snapshot's name.
     #[arg(short = 'l', long, default_value = "manual")]
     pub label: String,
+    /// Name the snapshots for this UTC time (YYYYMMDD-HHMMSS) instead of
+    /// now: several commands of one run then share one name.
+    #[arg(long, value_name = "STAMP", value_parser = stamp)]
+    pub at: Option<u64>,
     /// Print what would be done, and do nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Datasets or paths.
     #[arg(required = true)]
     pub targets: Vec<String>,
+}
+
+/// Reads `--at`: a stamp as ksnap writes them.
+fn stamp(text: &str) -> Result<u64, String> {
+    time::parse_stamp(text)
+        .ok_or_else(|| format!("invalid time {text:?}: expected YYYYMMDD-HHMMSS (UTC)"))
 }
 
 /// The arguments of `ksnap list`.

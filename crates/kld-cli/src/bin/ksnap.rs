@@ -44,6 +44,7 @@ fn short(zfs: &Zfs, words: Vec<String>) -> Result<ExitCode, Failure> {
         &Create {
             recursive: false,
             label,
+            at: None,
             dry_run: false,
             targets: vec![target],
         },
@@ -84,7 +85,11 @@ fn create(zfs: &Zfs, args: &Create) -> Result<ExitCode, Failure> {
             datasets.push(ds);
         }
     }
-    let short = format!("{}-{}", args.label, time::stamp(time::now()));
+    let short = format!(
+        "{}-{}",
+        args.label,
+        time::stamp(args.at.unwrap_or_else(time::now))
+    );
     let snaps: Vec<SnapshotName> = datasets
         .iter()
         .map(|d| d.snapshot(&short))
@@ -112,7 +117,7 @@ fn create(zfs: &Zfs, args: &Create) -> Result<ExitCode, Failure> {
             return Err(e.into());
         }
         return Err(Failure::new(format!("snapshot already exists: {}", taken.join(" ")))
-            .hint("ksnap never overwrites a snapshot; nothing was taken; wait a second or use another label"));
+            .hint("ksnap never overwrites a snapshot; nothing was taken; wait a second or use another label or --at"));
     }
     for s in &snaps {
         println!("{s}");
