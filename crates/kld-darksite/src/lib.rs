@@ -1,6 +1,8 @@
-//! `kld_darksite`: darksites: signed offline APT mirrors for air-gapped installs.
-//!
-//! This crate has no public API yet: it is reserved in the workspace so that
-//! the dependency direction (see the workspace README) is fixed from the
-//! start. Its scope, once built: Package sets resolved to a closed set, downloaded and verified, published atomically and signed.
+//! `kld_darksite`: darksites, signed offline APT mirrors for air-gapped
+//! installs.
 #![deny(missing_docs)]
+
+pub mod deb822;
+pub mod index;
+pub mod relation;
+pub mod version;
