@@ -5,4 +5,6 @@
 pub mod deb822;
 pub mod index;
 pub mod relation;
+pub mod resolve;
+pub mod set;
 pub mod version;
