@@ -35,6 +35,9 @@ pub struct Source {
     pub base_url: String,
     /// The index.
     pub index: PackagesIndex,
+    /// For local `.deb` files: the file of each package of the index, in
+    /// order (empty for a mirror's index).
+    pub local_files: Vec<std::path::PathBuf>,
 }
 
 /// Identifies a package of a [`Universe`]: (source, position in its index).
@@ -164,7 +167,11 @@ impl Universe {
 
     /// The URL `id`'s file is fetched from.
     pub fn url(&self, id: PackageId) -> String {
-        let base = &self.source(id).base_url;
+        let src = self.source(id);
+        if let Some(file) = src.local_files.get(id.index as usize) {
+            return format!("file://{}", file.display());
+        }
+        let base = &src.base_url;
         format!("{}/{}", base.trim_end_matches('/'), self.pkg(id).filename)
     }
 
@@ -647,6 +654,7 @@ mod tests {
             not_automatic: false,
             base_url: "file:///m".into(),
             index: PackagesIndex::parse(text).unwrap(),
+            local_files: Vec::new(),
         };
         Universe::new(vec![src], &["amd64".into()])
     }
@@ -823,6 +831,7 @@ mod tests {
             not_automatic: false,
             base_url: "file:///m".into(),
             index: PackagesIndex::parse(text).unwrap(),
+            local_files: Vec::new(),
         };
         let u = Universe::new(
             vec![src("amd64", amd), src("i386", i386)],
