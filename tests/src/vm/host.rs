@@ -31,6 +31,14 @@ pub const HOST_PACKAGES: &[&str] = &[
     // kld-zfs links libzfs_core through libzetta.
     "libzfslinux-dev",
     "pkg-config",
+    // kdarksite: gpg signs a darksite and gpgv checks signatures against
+    // Debian's archive keyring; xz compresses indices; mmdebstrap is the
+    // offline install that proves a darksite complete.
+    "gnupg",
+    "gpgv",
+    "debian-archive-keyring",
+    "xz-utils",
+    "mmdebstrap",
 ];
 
 const SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";

@@ -2,6 +2,7 @@
 //! that `cargo xtask man` can render their man pages and shell completions
 //! from the same definitions.
 
+pub mod kdarksite;
 pub mod kdf;
 pub mod kdir;
 pub mod ksnap;
@@ -13,6 +14,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("ksnap", ksnap::Cli::command()),
         ("kdir", kdir::Cli::command()),
         ("kdf", kdf::Cli::command()),
+        ("kdarksite", kdarksite::Cli::command()),
     ]
 }
 

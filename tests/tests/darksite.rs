@@ -1,0 +1,253 @@
+//! The darksite host tier, over real Debian packages: version comparison
+//! against `dpkg --compare-versions` over the archive's own versions, the
+//! closure against apt's, a darksite built by `kdarksite` from a mirror
+//! served on 127.0.0.1, then an install from it with no network at all, and
+//! a corrupt package that must not reach the published tree.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use kld_darksite::build::resolve_set;
+use kld_darksite::fetch::Fetcher;
+use kld_darksite::index::PackagesIndex;
+use kld_darksite::set::PackageSet;
+use kld_darksite::version::Version;
+use kld_exec::Cmd;
+use kld_tests::darksite::{self, TEST_SET};
+
+/// The prepared mirror (fetched by `cargo xtask test` before the tests
+/// run; fetched here if it is missing).
+static MIRROR: LazyLock<PathBuf> = LazyLock::new(|| {
+    darksite::prepare(&[TEST_SET], &mut |m| eprintln!("{m}")).expect("the darksite test mirror")
+});
+
+fn index() -> PackagesIndex {
+    let text =
+        std::fs::read_to_string(MIRROR.join("dists/bookworm/main/binary-amd64/Packages")).unwrap();
+    PackagesIndex::parse(text).unwrap()
+}
+
+fn dpkg_order(a: &str, b: &str) -> Ordering {
+    let holds = |op: &str| {
+        Cmd::new("dpkg")
+            .args(["--compare-versions", a, op, b])
+            .run()
+            .is_ok()
+    };
+    if holds("lt") {
+        Ordering::Less
+    } else if holds("eq") {
+        Ordering::Equal
+    } else {
+        Ordering::Greater
+    }
+}
+
+#[test]
+fn versions_order_like_dpkg_over_the_archive() {
+    let idx = index();
+    assert!(
+        idx.packages.len() > 60_000,
+        "{} packages",
+        idx.packages.len()
+    );
+    let mut texts: Vec<String> = idx.packages.iter().map(|p| p.version.to_string()).collect();
+    texts.sort();
+    texts.dedup();
+    let mut versions: Vec<Version> = texts.iter().map(|t| Version::parse(t).unwrap()).collect();
+    versions.sort();
+    // Neighbours in our order (the closest calls), and pseudo-random pairs.
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let step = (versions.len() / 3000).max(1);
+    for i in (0..versions.len() - 1).step_by(step) {
+        pairs.push((versions[i].to_string(), versions[i + 1].to_string()));
+    }
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    while pairs.len() < 6000 {
+        let a = &texts[next() as usize % texts.len()];
+        let b = &texts[next() as usize % texts.len()];
+        pairs.push((a.clone(), b.clone()));
+    }
+    // The same version written differently, and each reversed.
+    for v in ["1.0", "1:2.3-4", "0.9~rc1"] {
+        pairs.push((v.into(), format!("0:{v}")));
+    }
+    pairs.push(("1.0".into(), "1.0-0".into()));
+    let chunks: Vec<&[(String, String)]> = pairs.chunks(pairs.len().div_ceil(4)).collect();
+    let mismatches: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|(a, b)| {
+                            let ours = Version::parse(a).unwrap().cmp(&Version::parse(b).unwrap());
+                            let theirs = dpkg_order(a, b);
+                            (ours != theirs)
+                                .then(|| format!("{a} vs {b}: ours {ours:?}, dpkg {theirs:?}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    eprintln!(
+        "compared {} version pairs with dpkg --compare-versions ({} distinct versions in the archive)",
+        pairs.len(),
+        texts.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} differ from dpkg:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// A scratch apt that sees only the mirror, with an empty dpkg status.
+struct ScratchApt {
+    dir: tempfile::TempDir,
+}
+
+impl ScratchApt {
+    fn new(mirror: &Path) -> ScratchApt {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in [
+            "etc/apt.conf.d",
+            "etc/preferences.d",
+            "etc/sources.list.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+            "log",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("status"), "").unwrap();
+        std::fs::write(
+            d.join("etc/sources.list"),
+            format!(
+                "deb [signed-by={}] file://{} bookworm main\n",
+                kld_darksite::set::DEBIAN_KEYRING,
+                mirror.display()
+            ),
+        )
+        .unwrap();
+        let conf = format!(
+            "Dir \"{root}/\";\nDir::State \"{root}/state/\";\nDir::State::status \"{root}/status\";\n\
+             Dir::Cache \"{root}/cache/\";\nDir::Etc \"{root}/etc/\";\nDir::Log \"{root}/log/\";\n\
+             APT::Architecture \"amd64\";\nAPT::Architectures {{ \"amd64\"; }};\nAcquire::Languages \"none\";\n\
+             APT::Sandbox::User \"root\";\nDebug::NoLocking \"true\";\nAPT::Install-Recommends \"false\";\n",
+            root = d.display()
+        );
+        std::fs::write(d.join("apt.conf"), conf).unwrap();
+        let apt = ScratchApt { dir };
+        apt.cmd("apt-get").args(["update", "-q"]).run().unwrap();
+        apt
+    }
+
+    fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new(program).env("APT_CONFIG", self.dir.path().join("apt.conf"))
+    }
+
+    /// The packages `apt-get install -s` would install, as name=version.
+    fn simulate(&self, packages: &[String]) -> BTreeSet<String> {
+        let out = self
+            .cmd("apt-get")
+            .args(["install", "-s", "-q", "--no-install-recommends"])
+            .args(packages)
+            .run()
+            .unwrap();
+        out.stdout_str()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Inst "))
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                let name = w.next().unwrap();
+                let version = w.next().unwrap().trim_start_matches('(');
+                format!("{name}={version}")
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn closures_match_apt() {
+    let apt = ScratchApt::new(&MIRROR);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", MIRROR.display());
+    let cases = [
+        ("minbase", "base = \"minbase\"\npackages = []"),
+        ("server", "base = \"minbase\"\npackages = [\"openssh-server\", \"ca-certificates\", \"less\"]"),
+        ("ssh-alone", "base = \"none\"\npackages = [\"openssh-server\"]"),
+        ("tools-alone", "base = \"none\"\npackages = [\"ca-certificates\", \"less\", \"apt\"]"),
+        // The benchmark's set (only the index is needed to compare).
+        ("web-db", "base = \"minbase\"\npackages = [\"openssh-server\", \"nginx\", \"postgresql\"]"),
+        ("desktop-ish", "base = \"important\"\npackages = [\"systemd-sysv\", \"python3\", \"mailutils\", \"vim\"]"),
+    ];
+    let mut report = Vec::new();
+    for (name, body) in cases {
+        let path = darksite::write_set(
+            tmp.path(),
+            name,
+            &format!("distribution = \"bookworm\"\n{body}\n"),
+        );
+        let set = PackageSet::load(&path).unwrap();
+        let r = resolve_set(
+            set,
+            &url,
+            &Fetcher::new(),
+            &darksite::cache_dir().join("indices"),
+        )
+        .unwrap();
+        assert!(
+            r.resolution.is_complete(),
+            "{name}: {:?}",
+            r.resolution.unsatisfied
+        );
+        let ours: BTreeSet<String> = r
+            .resolution
+            .packages
+            .iter()
+            .map(|(id, _)| {
+                format!(
+                    "{}={}",
+                    r.universe.pkg(*id).name,
+                    r.universe.pkg(*id).version
+                )
+            })
+            .collect();
+        // apt is asked for the same roots in the same order.
+        let mut roots: Vec<String> = kld_darksite::resolve::base_packages(&r.universe, r.set.base)
+            .into_iter()
+            .map(|(id, _)| r.universe.pkg(id).name.clone())
+            .collect();
+        roots.extend(r.set.package_texts.iter().cloned());
+        let theirs = apt.simulate(&roots);
+        let only_ours: Vec<&String> = ours.difference(&theirs).collect();
+        let only_apt: Vec<&String> = theirs.difference(&ours).collect();
+        report.push(format!(
+            "{name}: {} packages; only ours: {only_ours:?}; only apt's: {only_apt:?}",
+            ours.len()
+        ));
+        assert!(
+            only_ours.is_empty() && only_apt.is_empty(),
+            "{}",
+            report.join("\n")
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
