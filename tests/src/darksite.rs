@@ -181,6 +181,76 @@ pub fn prepare(sets: &[&str], say: &mut dyn FnMut(&str)) -> Result<PathBuf, VmEr
     Ok(mirror)
 }
 
+/// A scratch apt that sees only a mirror, with an empty dpkg status (for
+/// comparing closures with apt's and for benchmarks).
+pub struct ScratchApt {
+    dir: tempfile::TempDir,
+}
+
+impl ScratchApt {
+    /// An apt whose only source is `url` (signed by Debian's archive
+    /// key), with its lists updated.
+    pub fn new(url: &str) -> ScratchApt {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in [
+            "etc/apt.conf.d",
+            "etc/preferences.d",
+            "etc/sources.list.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+            "log",
+        ] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("status"), "").unwrap();
+        std::fs::write(
+            d.join("etc/sources.list"),
+            format!(
+                "deb [signed-by={}] {url} bookworm main\n",
+                kld_darksite::set::DEBIAN_KEYRING
+            ),
+        )
+        .unwrap();
+        let conf = format!(
+            "Dir \"{root}/\";\nDir::State \"{root}/state/\";\nDir::State::status \"{root}/status\";\n\
+             Dir::Cache \"{root}/cache/\";\nDir::Etc \"{root}/etc/\";\nDir::Log \"{root}/log/\";\n\
+             APT::Architecture \"amd64\";\nAPT::Architectures {{ \"amd64\"; }};\nAcquire::Languages \"none\";\n\
+             APT::Sandbox::User \"root\";\nDebug::NoLocking \"true\";\nAPT::Install-Recommends \"false\";\n",
+            root = d.display()
+        );
+        std::fs::write(d.join("apt.conf"), conf).unwrap();
+        let apt = ScratchApt { dir };
+        apt.cmd("apt-get").args(["update", "-q"]).run().unwrap();
+        apt
+    }
+
+    /// `program` (apt-get, apt-cache) run with this apt's configuration.
+    pub fn cmd(&self, program: &str) -> kld_exec::Cmd {
+        kld_exec::Cmd::new(program).env("APT_CONFIG", self.dir.path().join("apt.conf"))
+    }
+
+    /// The packages `apt-get install -s` would install, as name=version.
+    pub fn simulate(&self, packages: &[String]) -> std::collections::BTreeSet<String> {
+        let out = self
+            .cmd("apt-get")
+            .args(["install", "-s", "-q", "--no-install-recommends"])
+            .args(packages)
+            .run()
+            .unwrap();
+        out.stdout_str()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Inst "))
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                let name = w.next().unwrap();
+                let version = w.next().unwrap().trim_start_matches('(');
+                format!("{name}={version}")
+            })
+            .collect()
+    }
+}
+
 /// Serves `dir` on an ephemeral port of 127.0.0.1 for as long as the
 /// process lives; returns the base URL.
 pub fn serve(dir: &Path) -> Result<String, VmError> {

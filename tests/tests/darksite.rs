@@ -15,7 +15,7 @@ use kld_darksite::index::PackagesIndex;
 use kld_darksite::set::PackageSet;
 use kld_darksite::version::Version;
 use kld_exec::Cmd;
-use kld_tests::darksite::{self, TEST_SET};
+use kld_tests::darksite::{self, ScratchApt, TEST_SET};
 
 /// The prepared mirror (fetched by `cargo xtask test` before the tests
 /// run; fetched here if it is missing).
@@ -117,76 +117,9 @@ fn versions_order_like_dpkg_over_the_archive() {
     );
 }
 
-/// A scratch apt that sees only the mirror, with an empty dpkg status.
-struct ScratchApt {
-    dir: tempfile::TempDir,
-}
-
-impl ScratchApt {
-    fn new(mirror: &Path) -> ScratchApt {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for sub in [
-            "etc/apt.conf.d",
-            "etc/preferences.d",
-            "etc/sources.list.d",
-            "state/lists/partial",
-            "cache/archives/partial",
-            "log",
-        ] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        std::fs::write(d.join("status"), "").unwrap();
-        std::fs::write(
-            d.join("etc/sources.list"),
-            format!(
-                "deb [signed-by={}] file://{} bookworm main\n",
-                kld_darksite::set::DEBIAN_KEYRING,
-                mirror.display()
-            ),
-        )
-        .unwrap();
-        let conf = format!(
-            "Dir \"{root}/\";\nDir::State \"{root}/state/\";\nDir::State::status \"{root}/status\";\n\
-             Dir::Cache \"{root}/cache/\";\nDir::Etc \"{root}/etc/\";\nDir::Log \"{root}/log/\";\n\
-             APT::Architecture \"amd64\";\nAPT::Architectures {{ \"amd64\"; }};\nAcquire::Languages \"none\";\n\
-             APT::Sandbox::User \"root\";\nDebug::NoLocking \"true\";\nAPT::Install-Recommends \"false\";\n",
-            root = d.display()
-        );
-        std::fs::write(d.join("apt.conf"), conf).unwrap();
-        let apt = ScratchApt { dir };
-        apt.cmd("apt-get").args(["update", "-q"]).run().unwrap();
-        apt
-    }
-
-    fn cmd(&self, program: &str) -> Cmd {
-        Cmd::new(program).env("APT_CONFIG", self.dir.path().join("apt.conf"))
-    }
-
-    /// The packages `apt-get install -s` would install, as name=version.
-    fn simulate(&self, packages: &[String]) -> BTreeSet<String> {
-        let out = self
-            .cmd("apt-get")
-            .args(["install", "-s", "-q", "--no-install-recommends"])
-            .args(packages)
-            .run()
-            .unwrap();
-        out.stdout_str()
-            .lines()
-            .filter_map(|l| l.strip_prefix("Inst "))
-            .map(|l| {
-                let mut w = l.split_whitespace();
-                let name = w.next().unwrap();
-                let version = w.next().unwrap().trim_start_matches('(');
-                format!("{name}={version}")
-            })
-            .collect()
-    }
-}
-
 #[test]
 fn closures_match_apt() {
-    let apt = ScratchApt::new(&MIRROR);
+    let apt = ScratchApt::new(&format!("file://{}", MIRROR.display()));
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("file://{}", MIRROR.display());
     let cases = [

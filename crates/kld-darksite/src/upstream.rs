@@ -214,14 +214,30 @@ fn packages(
     if !cached.exists() {
         fetcher.fetch_verified(&url, &cached, file.size, &file.sha256)?;
     }
-    let raw = std::fs::read(&cached).map_err(|source| UpstreamError::Cache {
-        path: cached.clone(),
-        source,
-    })?;
-    let text = decompress(&raw, ext).map_err(|message| UpstreamError::Decompress {
-        url: url.clone(),
-        message,
-    })?;
+    // The decompressed text is cached too (next to the verified file it
+    // came from): decompressing 12 MB costs more than the rest of a
+    // resolve.
+    let plain = cache.join(format!("{}.Packages", file.sha256));
+    let text = match std::fs::read_to_string(&plain) {
+        Ok(text) if ext.is_empty() || !text.is_empty() => text,
+        _ => {
+            let raw = std::fs::read(&cached).map_err(|source| UpstreamError::Cache {
+                path: cached.clone(),
+                source,
+            })?;
+            let text = decompress(&raw, ext).map_err(|message| UpstreamError::Decompress {
+                url: url.clone(),
+                message,
+            })?;
+            if !ext.is_empty() {
+                let tmp = cache.join(format!("{}.Packages.tmp", file.sha256));
+                if std::fs::write(&tmp, &text).is_ok() {
+                    let _ = std::fs::rename(&tmp, &plain);
+                }
+            }
+            text
+        }
+    };
     PackagesIndex::parse(text).map_err(|source| UpstreamError::Index { url, source })
 }
 
