@@ -62,7 +62,7 @@ pub enum Error {
     #[error(transparent)]
     Local(#[from] local::LocalError),
     /// The closure is incomplete.
-    #[error("the package set cannot be satisfied ({} problems):\n{}", .0.len(), .0.iter().map(|u| format!("  {u}")).collect::<Vec<_>>().join("\n"))]
+    #[error("the package set cannot be satisfied ({}):\n{}", count(.0.len(), "problem"), .0.iter().map(|u| format!("  {u}")).collect::<Vec<_>>().join("\n"))]
     Unsatisfied(Vec<resolve::Unsatisfied>),
     /// Packages could not be downloaded.
     #[error(transparent)]
@@ -89,4 +89,13 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// `1 problem`, `2 problems`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

@@ -24,7 +24,7 @@ pub enum VerifyError {
     #[error(transparent)]
     Sign(#[from] SignError),
     /// Hashes, sizes or files that do not match.
-    #[error("{} does not verify ({} problems):\n{}", .root.display(), .problems.len(), .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{} does not verify ({}):\n{}", .root.display(), crate::count(.problems.len(), "problem"), .problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Problems {
         /// The publication checked.
         root: PathBuf,
