@@ -48,6 +48,10 @@ pub mod version;
 
 pub use darksite::Darksite;
 
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
+
 /// Why a darksite operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
