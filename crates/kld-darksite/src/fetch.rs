@@ -142,10 +142,13 @@ impl Fetcher {
         let mut restarted = false;
         self.retry(|| loop {
             let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-            if have < size {
-                self.append(url, &part, have)?;
-            }
-            let (got, got_size) = hash_file(&part)?;
+            // Hashed as it arrives (and what a resumed download already
+            // had, first): the file is not read again.
+            let (got, got_size) = if have < size {
+                self.append(url, &part, have)?
+            } else {
+                hash_file(&part)?
+            };
             if got == sha256 && got_size == size {
                 return fs::rename(&part, dest).map_err(|source| FetchError::Io {
                     what: "cannot move into place",
@@ -170,8 +173,9 @@ impl Fetcher {
         })
     }
 
-    /// Appends what the server has of `url` from byte `offset` to `part`.
-    fn append(&self, url: &str, part: &Path, offset: u64) -> Result<(), FetchError> {
+    /// Appends what the server has of `url` from byte `offset` to `part`;
+    /// returns the SHA-256 and size of the whole file.
+    fn append(&self, url: &str, part: &Path, offset: u64) -> Result<(String, u64), FetchError> {
         let (mut reader, resumed) = self.open(url, offset)?.ok_or_else(|| FetchError::Status {
             url: url.to_owned(),
             status: 404,
@@ -186,12 +190,28 @@ impl Fetcher {
             path: part.to_owned(),
             source,
         })?;
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        if resumed {
+            let mut prefix = File::open(part).map_err(|source| FetchError::Io {
+                what: "cannot read",
+                path: part.to_owned(),
+                source,
+            })?;
+            total = std::io::copy(&mut prefix, &mut hasher).map_err(|source| FetchError::Io {
+                what: "cannot read",
+                path: part.to_owned(),
+                source,
+            })?;
+        }
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = reader.read(&mut buf).map_err(|e| transport(url, e))?;
             if n == 0 {
                 break;
             }
+            hasher.update(&buf[..n]);
+            total += n as u64;
             file.write_all(&buf[..n]).map_err(|source| FetchError::Io {
                 what: "cannot write",
                 path: part.to_owned(),
@@ -202,7 +222,8 @@ impl Fetcher {
             what: "cannot write",
             path: part.to_owned(),
             source,
-        })
+        })?;
+        Ok((hex(&hasher.finalize()), total))
     }
 
     /// Opens `url` from byte `offset`; the flag says whether the stream

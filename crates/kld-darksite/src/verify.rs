@@ -90,6 +90,7 @@ pub fn verify(path: &Path, keyring: Option<&Path>) -> Result<VerifyReport, Verif
         signed_by: String::new(),
     };
     let mut referenced = BTreeSet::new();
+    let mut pool: Vec<(String, u64, String, String)> = Vec::new();
     for suite in &suites {
         let dir = dists.join(suite);
         let read = |name: &str| std::fs::read(dir.join(name));
@@ -149,22 +150,54 @@ pub fn verify(path: &Path, keyring: Option<&Path>) -> Result<VerifyReport, Verif
                 }
             };
             for p in &index.packages {
-                if !referenced.insert(p.filename.clone()) {
-                    continue;
-                }
-                report.packages += 1;
-                match hash_file(&root.join(&p.filename)) {
-                    Ok((sha, size)) if sha == p.sha256 && size == p.size => {
-                        report.files += 1;
-                        report.bytes += size;
-                    }
-                    Ok((sha, size)) => problems.push(format!(
-                        "{}: {size} bytes with SHA-256 {sha}, the index says {} bytes with {} ({} {})",
-                        p.filename, p.size, p.sha256, p.name, p.version
-                    )),
-                    Err(_) => problems.push(format!("{}: missing ({} {})", p.filename, p.name, p.version)),
+                if referenced.insert(p.filename.clone()) {
+                    report.packages += 1;
+                    pool.push((
+                        p.filename.clone(),
+                        p.size,
+                        p.sha256.clone(),
+                        format!("{} {}", p.name, p.version),
+                    ));
                 }
             }
+        }
+    }
+    // The pool files, hashed on a few threads.
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let results: Vec<Result<u64, String>> = std::thread::scope(|s| {
+        let chunks: Vec<_> = pool.chunks(pool.len().div_ceil(threads).max(1)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let root = &root;
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(filename, size, sha256, label)| match hash_file(&root.join(filename)) {
+                            Ok((sha, got)) if sha == *sha256 && got == *size => Ok(got),
+                            Ok((sha, got)) => Err(format!(
+                                "{filename}: {got} bytes with SHA-256 {sha}, the index says {size} bytes with {sha256} ({label})"
+                            )),
+                            Err(_) => Err(format!("{filename}: missing ({label})")),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for r in results {
+        match r {
+            Ok(size) => {
+                report.files += 1;
+                report.bytes += size;
+            }
+            Err(p) => problems.push(p),
         }
     }
     let mut stray = Vec::new();
