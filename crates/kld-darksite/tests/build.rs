@@ -362,3 +362,68 @@ fn unsatisfiable_and_bad_upstream_fail_before_anything_is_written() {
     assert!(!ds.root().join("current").exists());
     assert!(!fresh.root().join("current").exists());
 }
+
+/// A local `.deb` (made here with `dpkg-deb --build`) joins the darksite:
+/// it provides a virtual package nothing upstream provides (like the
+/// `zfs-modules` package DESIGN.md describes), its own dependencies are
+/// followed, and it is published with the archive's layout.
+#[test]
+fn local_deb_provides_what_upstream_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = Mirror::new(tmp.path());
+    let pkg = tmp.path().join("pkg");
+    fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    fs::create_dir_all(pkg.join("lib/modules")).unwrap();
+    fs::write(pkg.join("lib/modules/zfs.ko"), b"a module").unwrap();
+    fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: kld-zfs-modules\nVersion: 2.1.11-1\nArchitecture: amd64\nMaintainer: kld <kld@localhost>\n\
+         Provides: zfs-modules (= 2.1.11)\nDepends: libc6\nSection: kernel\nDescription: prebuilt zfs modules\n",
+    )
+    .unwrap();
+    let deb = tmp.path().join("kld-zfs-modules.deb");
+    kld_exec::Cmd::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(&deb)
+        .run()
+        .unwrap();
+    let set = tmp.path().join("set.toml");
+    fs::write(
+        &set,
+        format!(
+            "distribution = \"t\"\nbase = \"none\"\npackages = [\"zfs-modules (>= 2.1)\"]\nlocal = [\"kld-zfs-modules.deb\"]\nkeyring = \"{}\"\n",
+            mirror.keyring.display()
+        ),
+    )
+    .unwrap();
+    let ds = Darksite::new(tmp.path().join("ds"));
+    let r = build(&ds, &set, &mirror).unwrap();
+    assert_eq!(r.packages, 2); // kld-zfs-modules and libc6
+    verify::verify(ds.root(), None).unwrap();
+    let packages =
+        fs::read_to_string(ds.root().join("current/dists/t/main/binary-amd64/Packages")).unwrap();
+    assert!(
+        packages
+            .contains("Filename: pool/main/k/kld-zfs-modules/kld-zfs-modules_2.1.11-1_amd64.deb\n"),
+        "{packages}"
+    );
+    assert!(packages.contains("Priority: optional\n"), "{packages}");
+    let published = ds
+        .root()
+        .join("current/pool/main/k/kld-zfs-modules/kld-zfs-modules_2.1.11-1_amd64.deb");
+    assert_eq!(fs::read(published).unwrap(), fs::read(&deb).unwrap());
+    // Not a .deb: a clear error, nothing published.
+    fs::write(tmp.path().join("bad.deb"), b"junk").unwrap();
+    fs::write(
+        &set,
+        format!(
+            "distribution = \"t\"\npackages = []\nlocal = [\"bad.deb\"]\nkeyring = \"{}\"\n",
+            mirror.keyring.display()
+        ),
+    )
+    .unwrap();
+    let e = build(&ds, &set, &mirror).unwrap_err().to_string();
+    assert!(e.contains("bad.deb: not a readable .deb"), "{e}");
+    assert_eq!(ds.current(), Some(1));
+}
