@@ -373,6 +373,24 @@ mod tests {
         assert!(matches!(e, FetchError::Mismatch { .. }), "{e}");
         assert!(!dest3.exists() && !part_path(&dest3).exists());
         assert!(f.get_optional("file:///nonexistent/x").unwrap().is_none());
+        // Over HTTP, a partial download is resumed with a range request: the
+        // kept prefix differs from the server's, so only a resumed download
+        // can give the expected bytes.
+        let server = crate::serve::Server::bind(dir.path(), "127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        std::thread::spawn(move || server.run());
+        let url = format!("http://{addr}/src.deb");
+        let dest4 = dir.path().join("sub/dest4.deb");
+        fs::create_dir_all(dest4.parent().unwrap()).unwrap();
+        fs::write(part_path(&dest4), &data[..40_000]).unwrap();
+        f.fetch_verified(&url, &dest4, data.len() as u64, &sha)
+            .unwrap();
+        assert_eq!(fs::read(&dest4).unwrap(), data);
+        assert_eq!(
+            f.get_optional(&format!("http://{addr}/missing")).unwrap(),
+            None
+        );
+        assert_eq!(f.get(&format!("http://{addr}/src.deb")).unwrap(), data);
         assert!(matches!(f.get("ftp://x/y"), Err(FetchError::Scheme(_))));
     }
 }
