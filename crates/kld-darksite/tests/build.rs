@@ -68,6 +68,12 @@ impl Mirror {
 
     /// Writes dists/t/{InRelease,Packages.gz} for these packages.
     fn publish(&self, pkgs: &[(&str, &str, &str)]) {
+        self.publish_suite("t", false, pkgs);
+    }
+
+    /// Writes dists/SUITE/{InRelease,Packages.gz} (NotAutomatic, like
+    /// backports, when asked).
+    fn publish_suite(&self, suite: &str, not_automatic: bool, pkgs: &[(&str, &str, &str)]) {
         let text: Vec<String> = pkgs
             .iter()
             .map(|(n, v, e)| deb(n, v, e, &self.dir))
@@ -77,19 +83,23 @@ impl Mirror {
             ("main/binary-amd64/Packages".to_owned(), text.clone()),
             ("main/binary-amd64/Packages.gz".to_owned(), gzip(&text)),
         ];
-        let dists = self.dir.join("dists/t");
+        let dists = self.dir.join("dists").join(suite);
         for (p, b) in &files {
             fs::create_dir_all(dists.join(p).parent().unwrap()).unwrap();
             fs::write(dists.join(p), b).unwrap();
         }
         let plan = Plan {
-            distribution: "t".into(),
+            distribution: suite.into(),
             label: "test".into(),
             date: "Sat, 10 Aug 2024 09:57:52 UTC".into(),
             architectures: vec!["amd64".into()],
             entries: Vec::new(),
         };
-        let release = release_text(&plan, &files).replace("Components: \n", "Components: main\n");
+        let mut release =
+            release_text(&plan, &files).replace("Components: \n", "Components: main\n");
+        if not_automatic {
+            release = release.replace("Date:", "NotAutomatic: yes\nDate:");
+        }
         fs::write(
             dists.join("InRelease"),
             self.signer.clearsign(release.as_bytes()).unwrap(),
@@ -426,4 +436,70 @@ fn local_deb_provides_what_upstream_lacks() {
     let e = build(&ds, &set, &mirror).unwrap_err().to_string();
     assert!(e.contains("bad.deb: not a readable .deb"), "{e}");
     assert_eq!(ds.current(), Some(1));
+}
+
+/// Several suites: the highest version wins across them (an updates suite
+/// over the release), a NotAutomatic suite (backports) only serves what no
+/// other suite has, and a suite's mirror can be another URL.
+#[test]
+fn several_suites_and_backports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = Mirror::new(tmp.path());
+    mirror.publish_suite(
+        "t-updates",
+        false,
+        &[("libc6", "2.36-9+deb12u4", "Priority: optional\n")],
+    );
+    mirror.publish_suite(
+        "t-backports",
+        true,
+        &[
+            ("gpgv", "2.4.0-1~bpo12+1", "Priority: optional\n"),
+            ("only-in-backports", "1.0~bpo12+1", "Priority: optional\n"),
+        ],
+    );
+    // The backports suite from "another mirror" (the same files under a
+    // second URL spelling).
+    let other = format!("file://{}/", mirror.dir.display());
+    let set = tmp.path().join("set.toml");
+    fs::write(
+        &set,
+        format!(
+            "distribution = \"t\"\nsuites = [\"t\", \"t-updates\", \"t-backports\"]\n\
+             packages = [\"openssh-server\", \"only-in-backports\"]\nkeyring = \"{}\"\n\
+             [mirrors]\nt-backports = \"{other}\"\n",
+            mirror.keyring.display()
+        ),
+    )
+    .unwrap();
+    let ds = Darksite::new(tmp.path().join("ds"));
+    build(&ds, &set, &mirror).unwrap();
+    let manifest = fs::read_to_string(ds.root().join("current/manifest.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let got: Vec<String> = doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={} ({})",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap(),
+                p["suite"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        got.contains(&"libc6=2.36-9+deb12u4 (t-updates)".to_owned()),
+        "{got:?}"
+    );
+    assert!(got.contains(&"gpgv=2.2.40-1 (t)".to_owned()), "{got:?}");
+    assert!(
+        got.contains(&"only-in-backports=1.0~bpo12+1 (t-backports)".to_owned()),
+        "{got:?}"
+    );
+    // Published as one suite, named after the distribution.
+    assert!(ds.root().join("current/dists/t/InRelease").is_file());
+    assert!(!ds.root().join("current/dists/t-updates").exists());
+    verify::verify(ds.root(), None).unwrap();
 }
