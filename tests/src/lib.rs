@@ -1,7 +1,9 @@
 //! kld's cross-crate scenario tests and the harness they run in.
 //!
-//! [`vm`] boots a real OpenZFS machine under qemu and runs shell scenarios in
+//! [`darksite`] keeps a local mirror of real Debian packages for the
+//! darksite tests. [`vm`] boots a real OpenZFS machine under qemu and runs shell scenarios in
 //! it; `cargo xtask vm exec` and the VM tier of `cargo xtask test` use it.
 #![deny(missing_docs)]
 
+pub mod darksite;
 pub mod vm;

@@ -235,7 +235,7 @@ struct Report {
 }
 
 #[derive(Debug, Serialize)]
-struct Row {
+pub(crate) struct Row {
     name: String,
     what: String,
     baseline: String,
@@ -248,6 +248,31 @@ struct Row {
     ours_runs_s: Vec<f64>,
 }
 
+impl Row {
+    /// A row from the timings of both sides.
+    pub(crate) fn new(
+        name: &str,
+        what: &str,
+        baseline_is: &str,
+        ours_is: &str,
+        baseline: Vec<f64>,
+        ours: Vec<f64>,
+    ) -> Row {
+        let (b, o) = (median(&baseline), median(&ours));
+        Row {
+            name: name.into(),
+            what: what.into(),
+            baseline: baseline_is.into(),
+            ours: ours_is.into(),
+            baseline_median_s: b,
+            ours_median_s: o,
+            ratio: if b > 0.0 { o / b } else { f64::NAN },
+            baseline_runs_s: baseline,
+            ours_runs_s: ours,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Measurement {
     name: String,
@@ -258,33 +283,60 @@ struct Measurement {
 pub fn run(args: &Args) -> Result<ExitCode> {
     crate::vm::prepare()?;
     let mut boots = Vec::new();
-    let wanted = |row: &VmRow| {
-        args.only
-            .as_deref()
-            .is_none_or(|only| row.name.contains(only))
-    };
+    let wanted_name = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
+    let wanted = |row: &VmRow| wanted_name(row.name);
     let count = VM_GROUPS
         .iter()
         .flat_map(|g| g.rows)
         .filter(|r| wanted(r))
         .count();
-    if count == 0 {
+    let host_count = HOST_ROWS.iter().filter(|n| wanted_name(n)).count();
+    if count + host_count == 0 {
         bail!(
             "no benchmark row matches {:?}",
             args.only.as_deref().unwrap_or_default()
         );
     }
-    say(&format!(
-        "running {count} VM rows, up to {} repetitions each",
-        args.reps
-    ));
-    let (rows, boot) = vm_rows(args.reps, &wanted)?;
-    boots.push(boot);
-    for i in 0..args.boots {
+    let mut rows = Vec::new();
+    if host_count > 0 {
+        say(&format!(
+            "running {host_count} host rows, {} repetitions each",
+            args.reps
+        ));
+        rows.extend(crate::bench_darksite::rows(args.reps, &wanted_name)?);
+    }
+    let mut measurements = Vec::new();
+    if count > 0 {
+        say(&format!(
+            "running {count} VM rows, up to {} repetitions each",
+            args.reps
+        ));
+        let (vm, boot) = vm_rows(args.reps, &wanted)?;
+        rows.extend(vm);
+        boots.push(boot);
+        measurements.push(boot_measurement(args.boots, boots)?);
+    }
+    let report = Report {
+        api_version: "kld/v1",
+        kind: "BenchReport",
+        repetitions: args.reps,
+        rows,
+        measurements,
+    };
+    write_report(&report)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The host rows (see `bench_darksite`).
+const HOST_ROWS: &[&str] = crate::bench_darksite::ROWS;
+
+/// Boots the VM `extra` more times to measure boot to script.
+fn boot_measurement(extra: u32, mut boots: Vec<Duration>) -> Result<Measurement> {
+    for i in 0..extra {
         say(&format!(
             "measuring boot to script, extra boot {} of {}",
             i + 1,
-            args.boots
+            extra
         ));
         let run = Vm::new()
             .without_binaries()
@@ -292,19 +344,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         boots.push(run.boot_to_script);
     }
     let boot_runs: Vec<f64> = boots.iter().map(Duration::as_secs_f64).collect();
-    let report = Report {
-        api_version: "kld/v1",
-        kind: "BenchReport",
-        repetitions: args.reps,
-        rows,
-        measurements: vec![Measurement {
-            name: "vm-boot-to-script".into(),
-            median_s: median(&boot_runs),
-            runs_s: boot_runs,
-        }],
-    };
-    write_report(&report)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Measurement {
+        name: "vm-boot-to-script".into(),
+        median_s: median(&boot_runs),
+        runs_s: boot_runs,
+    })
 }
 
 /// Runs every VM row in one boot and collects the timings.
@@ -417,7 +461,7 @@ fn parse_stamps(output: &str) -> Result<BTreeMap<(String, String), Vec<f64>>> {
     Ok(done)
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {

@@ -106,6 +106,26 @@ const TOUR: &[Step] = &[
               && kbe --pool tank create golden-v43 tank/golden-v43 && kbe --pool tank list -v",
     },
     Step {
+        say: "kdarksite: the darksite built on the host (above) from real Debian packages, checked here \
+              from scratch: both signatures (gpgv, the darksite's own key) and every hash",
+        run: "ln -s releases/2 /srv/darksite/current && kdarksite verify /srv/darksite \
+              && head -8 /srv/darksite/current/dists/bookworm/Release",
+    },
+    Step {
+        say: "kdarksite: a swapped package is caught; the previous publication goes back in service atomically",
+        run: "echo tampered >> $(ls /srv/darksite/releases/2/pool/main/l/less/*.deb) \
+              && { kdarksite verify /srv/darksite || echo \"(refused, exit $?)\"; } \
+              && kdarksite rollback --dry-run /srv/darksite && kdarksite rollback /srv/darksite \
+              && kdarksite verify /srv/darksite",
+    },
+    Step {
+        say: "kdarksite serve: the darksite over HTTP, for installs on a LAN (apt fetches the same files)",
+        run: "kdarksite serve /srv/darksite --listen 127.0.0.1:8080 & pid=$!; sleep 1; \
+              wget -q -O - http://127.0.0.1:8080/dists/bookworm/main/binary-amd64/Packages | grep -E '^(Package|Version):'; \
+              wget -q -O /dev/null http://127.0.0.1:8080/../.kdarksite/signing-key.asc || echo '(nothing outside the publication is served)'; \
+              kill $pid",
+    },
+    Step {
         say: "ksnap refuses a hostile name before anything runs",
         run: "ksnap create 'tank/home;reboot' || echo \"(refused, exit $?)\"",
     },
@@ -113,10 +133,12 @@ const TOUR: &[Step] = &[
 
 pub fn run() -> Result<ExitCode> {
     crate::vm::prepare()?;
+    let files = darksite_on_the_host()?;
     say("booting the OpenZFS VM with two blank disks");
     let run = Vm::new()
         .disks(2)
-        .run(&script(), &mut std::io::stdout())
+        .with_program("/usr/bin/gpgv")
+        .run_with_files(&script(), &files, &mut std::io::stdout())
         .context("running the tour")?;
     if run.exit_code == 0 {
         say(&format!(
@@ -129,6 +151,69 @@ pub fn run() -> Result<ExitCode> {
         say("the tour stopped at a failing step (see above)");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Builds a small darksite on the host with `kdarksite`, from the local
+/// mirror of real Debian packages, twice (the second build is an update
+/// that downloads nothing), and returns its publications as files for the
+/// VM's `/srv/darksite` (its secret key stays on the host).
+fn darksite_on_the_host() -> Result<Vec<(String, Vec<u8>)>> {
+    let mirror = crate::vm::prepare_darksite_mirror(&[kld_tests::darksite::TEST_SET])?;
+    let kdarksite = kld_tests::vm::build_binaries()?
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "kdarksite"))
+        .context("kld-cli did not build kdarksite")?;
+    let url = kld_tests::darksite::serve(&mirror)?;
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let set = kld_tests::darksite::write_set(
+        tmp.path(),
+        "demo",
+        "name = \"demo\"\ndistribution = \"bookworm\"\nbase = \"none\"\npackages = [\"less\"]\n",
+    );
+    let out = tmp.path().join("darksite");
+    say(&format!(
+        "on the host, a darksite from the mirror of real Debian packages on {url}:"
+    ));
+    for _ in 0..2 {
+        let cmd = kld_exec::Cmd::new(&kdarksite)
+            .arg("build")
+            .arg(&set)
+            .args(["--mirror", &url, "--out"])
+            .arg(&out);
+        println!(
+            "$ {}",
+            cmd.display()
+                .replace(&kdarksite.display().to_string(), "kdarksite")
+        );
+        print!("{}", cmd.run()?.stdout_str());
+    }
+    let mut files = Vec::new();
+    collect(&out.join("releases"), &out, &mut files)?;
+    Ok(files
+        .into_iter()
+        .map(|(rel, bytes)| (format!("/srv/darksite/{rel}"), bytes))
+        .collect())
+}
+
+fn collect(
+    dir: &std::path::Path,
+    root: &std::path::Path,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, root, out)?;
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .expect("below the root")
+                .display()
+                .to_string();
+            out.push((rel, std::fs::read(&path)?));
+        }
+    }
+    Ok(())
 }
 
 /// The tour as one `sh` script.

@@ -4,6 +4,7 @@
 //! so each works from a clean clone on a fresh Debian 12 machine.
 
 mod bench;
+mod bench_darksite;
 mod demo;
 mod man;
 mod test;

@@ -37,6 +37,7 @@ struct Counts {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let started = Instant::now();
     crate::vm::prepare()?;
+    crate::vm::prepare_darksite_mirror(&[kld_tests::darksite::TEST_SET])?;
     let mut failures: Vec<String> = Vec::new();
     let mut counts = Counts::default();
     let part = args.only;

@@ -118,6 +118,14 @@ pub fn prepare() -> Result<vm::Image> {
     vm::prepare(&mut |m| say(m)).context("preparing the test VM")
 }
 
+/// Prepares the local mirror of real Debian packages that the darksite
+/// tests (and, with the larger set, the benchmarks) build from: fetched
+/// once from Debian's archive, then cached.
+pub fn prepare_darksite_mirror(sets: &[&str]) -> Result<std::path::PathBuf> {
+    kld_tests::darksite::prepare(sets, &mut |m| say(m))
+        .context("preparing the darksite test mirror")
+}
+
 fn exec(args: &ExecArgs) -> Result<ExitCode> {
     let script = std::fs::read_to_string(&args.script)
         .with_context(|| format!("cannot read the script {}", args.script.display()))?;

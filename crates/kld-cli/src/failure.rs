@@ -77,6 +77,36 @@ impl From<kld_be::Error> for Failure {
     }
 }
 
+impl From<kld_darksite::Error> for Failure {
+    fn from(e: kld_darksite::Error) -> Failure {
+        use kld_darksite::Error as E;
+        let hint = match &e {
+            E::Unsatisfied(_) => Some(
+                "add the suite or component that has it to the set, add a local .deb \
+                 that provides it, or drop the package that needs it",
+            ),
+            E::Upstream(kld_darksite::upstream::UpstreamError::Sign(_)) => {
+                Some("the set's `keyring` must hold the key the archive signs with")
+            }
+            E::Sign(kld_darksite::sign::SignError::KeyPermissions { .. }) => {
+                Some("the secret key must be readable by its owner only")
+            }
+            E::Download(_) => Some(
+                "nothing was published; run the same command again to resume \
+                 (verified files are kept)",
+            ),
+            E::Verify(_) => Some("`kdarksite rollback DIR` puts the previous publication back"),
+            _ => None,
+        };
+        let usage = matches!(e, E::Set(_));
+        Failure {
+            message: e.to_string(),
+            hint: hint.map(str::to_owned),
+            usage,
+        }
+    }
+}
+
 /// Runs a binary's body and turns its outcome into output and an exit code.
 pub fn run(binary: &str, body: impl FnOnce() -> Result<ExitCode, Failure>) -> ExitCode {
     match body() {

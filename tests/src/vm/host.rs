@@ -31,7 +31,14 @@ pub const HOST_PACKAGES: &[&str] = &[
     // kld-zfs links libzfs_core through libzetta.
     "libzfslinux-dev",
     "pkg-config",
-    // The boot tier builds a ZFS-on-root Debian system with it.
+    // kdarksite: gpg signs a darksite and gpgv checks signatures against
+    // Debian's archive keyring; xz compresses indices; mmdebstrap is the
+    // offline install that proves a darksite complete.
+    "gnupg",
+    "gpgv",
+    "debian-archive-keyring",
+    "xz-utils",
+    // The boot tier builds a ZFS-on-root Debian system with it, too.
     "mmdebstrap",
 ];
 

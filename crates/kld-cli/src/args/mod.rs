@@ -3,6 +3,7 @@
 //! from the same definitions.
 
 pub mod kbe;
+pub mod kdarksite;
 pub mod kdf;
 pub mod kdir;
 pub mod ksnap;
@@ -15,6 +16,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("kdir", kdir::Cli::command()),
         ("kdf", kdf::Cli::command()),
         ("kbe", kbe::Cli::command()),
+        ("kdarksite", kdarksite::Cli::command()),
     ]
 }
 
