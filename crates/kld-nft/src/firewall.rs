@@ -208,6 +208,11 @@ impl Firewall {
         self.state.clear_pending()
     }
 
+    /// The text [`rollback`](Self::rollback) would load, if there is one.
+    pub fn previous(&self) -> Result<Option<String>, Error> {
+        self.state.read(PREVIOUS)
+    }
+
     /// Puts back the table as it was before the last apply (exactly: the
     /// restored table lists as the saved one), or removes it if there was
     /// none. The restored ruleset is also what loads at boot.

@@ -4,6 +4,7 @@
 
 pub mod kdf;
 pub mod kdir;
+pub mod knft;
 pub mod ksnap;
 
 /// Every binary's name and its command-line definition.
@@ -13,6 +14,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("ksnap", ksnap::Cli::command()),
         ("kdir", kdir::Cli::command()),
         ("kdf", kdf::Cli::command()),
+        ("knft", knft::Cli::command()),
     ]
 }
 
