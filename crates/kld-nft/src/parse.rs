@@ -241,7 +241,9 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
     let mut zone_spans = Vec::new();
     // Where each zone's interfaces were written, for the overlap check.
     let mut bound: Vec<(ZoneName, Interface, Range<usize>, bool)> = Vec::new();
-    for (name, zone) in &raw.zones {
+    let mut in_file_order: Vec<_> = raw.zones.iter().collect();
+    in_file_order.sort_by_key(|(name, _)| name.span().start);
+    for (name, zone) in in_file_order {
         let span = zone.span();
         let zone_raw = zone.get_ref();
         let Some(zone_name) = c.ok(&name.span(), ZoneName::new(name.get_ref())) else {
@@ -599,6 +601,8 @@ fn check_overlaps(
     bound: &[(ZoneName, Interface, Range<usize>, bool)],
     c: &mut Checker<'_>,
 ) {
+    let mut bound: Vec<_> = bound.iter().collect();
+    bound.sort_by_key(|(_, _, span, _)| span.start);
     for (i, (za, ia, _, sa)) in bound.iter().enumerate() {
         for (zb, ib, span_b, sb) in &bound[i + 1..] {
             if za == zb || !ia.overlaps(ib) {
@@ -654,3 +658,114 @@ fn check_overlaps(
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match ZoneFile::parse(text, "z.toml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+        }
+    }
+
+    const WEB: &str = include_str!("../examples/web-server.toml");
+
+    #[test]
+    fn the_example_parses() {
+        let f = ZoneFile::parse(WEB, "web-server.toml").unwrap();
+        assert_eq!(f.zones.len(), 2);
+        let public = f.zones.iter().find(|z| z.name.as_str() == "public").unwrap();
+        assert_eq!(public.interfaces[0].as_str(), "eth0");
+        assert_eq!(public.allow[0].ports, vec![(Transport::Tcp, vec![PortRange::single(80), PortRange::single(443)])]);
+        assert_eq!(public.log_drops, Some(DEFAULT_LOG_RATE));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let p = problems("[zones.a]\ninterfaces = [\"eth0\"\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("z.toml:2:"), "{p:?}");
+        let p = problems("[zones.a]\ninterfaces = [\"eth0\"]\ncolour = 1\n");
+        assert!(p[0].starts_with("z.toml:3:1: unknown field `colour`"), "{p:?}");
+    }
+
+    #[test]
+    fn every_mistake_is_reported_where_it_is() {
+        let text = "\
+[zones.public]
+interfaces = [\"eth0\"]
+forward_to = [\"nowhere\"]
+[[zones.public.allow]]
+tcp = [22, \"90-80\"]
+[[zones.public.allow]]
+service = \"gopher\"
+[zones.mgmt]
+interfaces = [\"eth0\"]
+[zones.other]
+interfaces = [\"wg*\"]
+[zones.wg]
+interfaces = [\"wg1\"]
+";
+        let p = problems(text);
+        assert_eq!(
+            p,
+            [
+                "z.toml:3:15: unknown zone \"nowhere\" in forward_to of zone public",
+                "z.toml:5:7: the range 90-80 ends before it starts",
+                "z.toml:7:11: unknown service \"gopher\"; known: dhcp-client, dhcpv6-client, dns, http, http3, https, \
+                 imap, imaps, kubernetes-api, mdns, mysql, nfs, node-exporter, ntp, pop3s, postgres, prometheus, \
+                 redis, rsync, smb, smtp, ssh, submission, syslog, wireguard; or give tcp = [...] / udp = [...]",
+                "z.toml:9:15: interface eth0 is in two zones, public and mgmt: a packet must belong to one zone",
+                "z.toml:13:15: interface wg1 of zone wg overlaps wg* of zone other: a packet must belong to one zone",
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_that_can_never_match_are_refused() {
+        let shadowed = "[zones.a]\ninterfaces = [\"eth0\"]\n\
+                        [[zones.a.allow]]\ntcp = \"1-1024\"\n\
+                        [[zones.a.allow]]\nservice = \"ssh\"\nfrom = [\"10.0.0.0/8\"]\n";
+        let p = problems(shadowed);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("z.toml:5:1: this rule (ssh from 10.0.0.0/8) can never match: the rule at line 3 (tcp 1-1024)"), "{p:?}");
+        // A limited rule does not shadow what follows it.
+        assert!(problems(&shadowed.replace("tcp = \"1-1024\"", "tcp = \"1-1024\"\nrate = \"1/second\"")).is_empty());
+        let wrong_family = "[zones.a]\nsources = [\"10.0.0.0/8\"]\n[[zones.a.allow]]\nicmpv6 = [\"echo-request\"]\n";
+        assert!(problems(wrong_family)[0].contains("can never match"), "{:?}", problems(wrong_family));
+        let outside = "[zones.a]\nsources = [\"10.0.0.0/8\"]\n[[zones.a.allow]]\ntcp = 22\nfrom = [\"192.168.0.0/16\"]\n";
+        assert!(problems(outside)[0].starts_with("z.toml:5:9: source 192.168.0.0/16 is outside zone a's sources"));
+    }
+
+    #[test]
+    fn zones_sets_and_forwards_are_checked() {
+        assert!(problems("")[0].contains("defines no zone"));
+        assert!(problems("[zones.a]\n")[0].contains("bound to nothing"));
+        assert!(problems("[zones.A]\ninterfaces = [\"x\"]\n")[0].contains("must start with a-z"));
+        let p = problems("[sets.s]\ntype = \"ipv4\"\nelements = [\"::1\"]\n[zones.a]\ninterfaces = [\"x\"]\n[[zones.a.allow]]\ntcp = 1\nfrom_set = [\"t\"]\n");
+        assert!(p[0].contains("::1 is IPv6 but set s holds IPv4"), "{p:?}");
+        assert!(p[1].contains("unknown set \"t\""), "{p:?}");
+        let p = problems("[zones.a]\nsources = [\"10.0.0.0/8\"]\n[[port_forward]]\nzone = \"a\"\nport = 80\nto = \"10.0.0.2:0\"\n");
+        assert!(p[0].contains("no interfaces for forwarded connections"), "{p:?}");
+        assert!(p[1].contains("port 0"), "{p:?}");
+        let p = problems("[zones.a]\nsources = [\"10.0.0.0/8\"]\n[zones.b]\nsources = [\"10.1.0.0/16\"]\n");
+        assert!(p[0].contains("source 10.0.0.0/8 is in two zones, a and b"), "{p:?}");
+        let p = problems("[zones.a]\ninterfaces = [\"x\"]\n[[zones.a.allow]]\ntcp = 1\nburst = 5\nconnlimit = 0\n");
+        assert!(p[0].contains("burst needs a rate") && p[1].contains("connlimit"), "{p:?}");
+    }
+
+    #[test]
+    fn positions_count_characters() {
+        let c = Checker {
+            text: "ä\nxé y",
+            problems: Vec::new(),
+        };
+        assert_eq!(c.position(0), (1, 1));
+        assert_eq!(c.position(3), (2, 1));
+        assert_eq!(c.position(6), (2, 3));
+        assert_eq!(c.position(5), (2, 2), "inside a character: its start");
+        assert_eq!(c.position(100), (2, 5));
+    }
+}
