@@ -72,6 +72,12 @@ pub fn prepare() -> Result<vm::Image> {
     vm::prepare(&mut |m| say(m)).context("preparing the test VM")
 }
 
+/// Installs the host packages the host-side tasks need (nft, ip), without
+/// building the VM image.
+pub fn ensure_host_packages() -> Result<()> {
+    vm::host::ensure_packages(&[], &mut |m| say(m)).context("installing host packages")
+}
+
 fn exec(args: &ExecArgs) -> Result<ExitCode> {
     let script = std::fs::read_to_string(&args.script)
         .with_context(|| format!("cannot read the script {}", args.script.display()))?;

@@ -93,6 +93,22 @@ impl Firewall {
         })
     }
 
+    /// What applying the zone file at `path` would change in the live
+    /// table. The table is listed while the file is read and rendered, so
+    /// this costs little more than `nft -j list table` alone.
+    pub fn diff_file(&self, path: &std::path::Path) -> Result<Vec<Difference>, Error> {
+        let (live, ruleset) = std::thread::scope(|s| {
+            let live = s.spawn(|| self.live());
+            let ruleset = ZoneFile::read(path).map(|f| render(&f));
+            (live.join().expect("listing the table does not panic"), ruleset)
+        });
+        let ruleset = ruleset?;
+        Ok(match live? {
+            Some(live) => live.differences(ruleset.expected()),
+            None => vec![Difference::TableAdded],
+        })
+    }
+
     /// The text that would restore the table as it is now (or remove it if
     /// it does not exist), and its listing.
     fn capture(&self) -> Result<(String, Option<String>), Error> {

@@ -1,6 +1,8 @@
 //! The live table, read back through the `nftables` crate's JSON schema, and
 //! how it compares with what a [`Ruleset`](crate::Ruleset) meant.
 
+use std::collections::{HashMap, HashSet};
+
 use nftables::expr::{Expression, NamedExpression};
 use nftables::schema::{NfListObject, NfObject, Nftables, SetTypeValue};
 use nftables::stmt::{Counter, Statement};
@@ -153,11 +155,15 @@ impl LiveTable {
                     to: describe_base(&chain.base),
                 });
             }
-            let live_ids: Vec<Option<&str>> = live.rules.iter().map(|r| r.comment.as_deref()).collect();
-            let meant: Vec<&str> = chain.rules.iter().map(|r| r.comment.as_str()).collect();
+            let meant: HashSet<&str> = chain.rules.iter().map(|r| r.comment.as_str()).collect();
+            let by_comment: HashMap<&str, &LiveRule> = live
+                .rules
+                .iter()
+                .filter_map(|r| r.comment.as_deref().map(|c| (c, r)))
+                .collect();
             for (i, r) in live.rules.iter().enumerate() {
                 match &r.comment {
-                    Some(c) if meant.contains(&c.as_str()) => {}
+                    Some(c) if meant.contains(c.as_str()) => {}
                     Some(c) => out.push(Difference::RuleRemoved {
                         chain: chain.name.clone(),
                         comment: c.clone(),
@@ -170,7 +176,7 @@ impl LiveTable {
                 }
             }
             for r in &chain.rules {
-                match live.rules.iter().find(|l| l.comment.as_deref() == Some(r.comment.as_str())) {
+                match by_comment.get(r.comment.as_str()) {
                     None => out.push(Difference::RuleAdded {
                         chain: chain.name.clone(),
                         text: r.text.clone(),
@@ -185,8 +191,18 @@ impl LiveTable {
                     Some(_) => {}
                 }
             }
-            let common_live: Vec<&str> = live_ids.iter().flatten().copied().filter(|c| meant.contains(c)).collect();
-            let common_meant: Vec<&str> = meant.iter().copied().filter(|c| common_live.contains(c)).collect();
+            let common_live: Vec<&str> = live
+                .rules
+                .iter()
+                .filter_map(|r| r.comment.as_deref())
+                .filter(|c| meant.contains(c))
+                .collect();
+            let common_meant: Vec<&str> = chain
+                .rules
+                .iter()
+                .map(|r| r.comment.as_str())
+                .filter(|c| by_comment.contains_key(c))
+                .collect();
             if common_live != common_meant {
                 out.push(Difference::Reordered(chain.name.clone()));
             }

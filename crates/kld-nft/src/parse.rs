@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::addr::{Family, Network};
 use crate::name::{Interface, SetName, ZoneName};
-use crate::render::rule_matches;
+use crate::render::{rule_matches, MatchPart};
 use crate::service::{self, PortRange, Transport, ICMPV6_TYPES, ICMP_TYPES};
 use crate::zones::{NamedSet, PortForward, Rate, Rule, Zone, ZoneFile};
 
@@ -300,11 +300,16 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
                 }
             },
         };
-        let mut allow: Vec<(Rule, Range<usize>)> = Vec::new();
+        let mut allow: Vec<Checked> = Vec::new();
         for r in &zone_raw.allow {
             if let Some(rule) = check_rule(r.get_ref(), &r.span(), &zone_name, &sources, &sets, c) {
-                check_reachable(&rule, &r.span(), &allow, &sources, &sets, c);
-                allow.push((rule, r.span()));
+                let parts = rule_matches(&rule, &sources, &sets);
+                check_reachable(&rule, &parts, &r.span(), &allow, c);
+                allow.push(Checked {
+                    rule,
+                    parts,
+                    span: r.span(),
+                });
             }
         }
         zone_spans.push(span.clone());
@@ -312,7 +317,7 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
             name: zone_name,
             interfaces,
             sources,
-            allow: allow.into_iter().map(|(r, _)| r).collect(),
+            allow: allow.into_iter().map(|c| c.rule).collect(),
             forward_to,
             masquerade: zone_raw.masquerade,
             log_drops,
@@ -559,32 +564,33 @@ fn never_why(rule: &Rule, zone_sources: &[Network]) -> String {
     }
 }
 
+/// A checked rule, with its nft matches and its place in the file.
+struct Checked {
+    rule: Rule,
+    parts: Vec<MatchPart>,
+    span: Range<usize>,
+}
+
 /// Refuses a rule that an earlier unlimited rule of the zone already accepts
 /// entirely: it can never match.
 fn check_reachable(
     rule: &Rule,
+    parts: &[MatchPart],
     span: &Range<usize>,
-    earlier: &[(Rule, Range<usize>)],
-    zone_sources: &[Network],
-    sets: &[NamedSet],
+    earlier: &[Checked],
     c: &mut Checker<'_>,
 ) {
-    let parts = rule_matches(rule, zone_sources, sets);
-    for (prev, prev_span) in earlier {
-        if !prev.unlimited() {
-            continue;
-        }
-        let prev_parts = rule_matches(prev, zone_sources, sets);
+    for prev in earlier.iter().filter(|p| p.rule.unlimited()) {
         let covered = parts
             .iter()
-            .all(|p| prev_parts.iter().any(|q| q.covers(p)));
+            .all(|p| prev.parts.iter().any(|q| q.covers(p)));
         if covered {
-            let (line, _) = c.position(prev_span.start);
+            let (line, _) = c.position(prev.span.start);
             c.at(
                 span,
                 format!(
                     "this rule ({}) can never match: the rule at line {line} ({}) already accepts all it matches",
-                    rule.label, prev.label
+                    rule.label, prev.rule.label
                 ),
             );
             return;

@@ -29,15 +29,19 @@ fn main() -> ExitCode {
     })
 }
 
+/// A failure about a zone file, with a hint when the file is not TOML.
+fn file_failure(file: &std::path::Path, e: kld_nft::Error) -> Failure {
+    let about_file = matches!(e, kld_nft::Error::File(_));
+    let f = Failure::from(e);
+    if about_file && !file.extension().is_some_and(|x| x == "toml") {
+        f.hint("a zone file is TOML; see crates/kld-nft/examples/web-server.toml")
+    } else {
+        f
+    }
+}
+
 fn read(file: &std::path::Path) -> Result<ZoneFile, Failure> {
-    ZoneFile::read(file).map_err(|e| {
-        let f = Failure::from(e);
-        if file.extension().is_some_and(|x| x == "toml") {
-            f
-        } else {
-            f.hint("a zone file is TOML; see crates/kld-nft/examples/web-server.toml")
-        }
-    })
+    ZoneFile::read(file).map_err(|e| file_failure(file, e))
 }
 
 fn check(fw: &Firewall, a: &FileArg) -> Result<ExitCode, Failure> {
@@ -53,8 +57,9 @@ fn check(fw: &Firewall, a: &FileArg) -> Result<ExitCode, Failure> {
 }
 
 fn diff(fw: &Firewall, a: &FileArg) -> Result<ExitCode, Failure> {
-    let ruleset = kld_nft::render(&read(&a.file)?);
-    let differences = fw.diff(&ruleset)?;
+    let differences = fw
+        .diff_file(&a.file)
+        .map_err(|e| file_failure(&a.file, e))?;
     if differences.is_empty() {
         println!("no changes: table inet kld is what {} describes", a.file.display());
     }
