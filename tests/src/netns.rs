@@ -40,12 +40,18 @@ impl Netns {
 
     /// Runs `ip -n NAME ARGS...`.
     pub fn ip(&self, args: &[&str]) -> Result<(), kld_exec::Error> {
-        Cmd::new("ip").args(["-n", &self.name]).args(args).run().map(drop)
+        Cmd::new("ip")
+            .args(["-n", &self.name])
+            .args(args)
+            .run()
+            .map(drop)
     }
 
     /// A command that runs `program` inside the namespace.
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Cmd {
-        Cmd::new("ip").args(["netns", "exec", &self.name]).arg(program)
+        Cmd::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(program)
     }
 
     /// Runs `f` on a thread that has entered the namespace (sockets it
@@ -87,7 +93,18 @@ impl Drop for Netns {
 /// Joins `a`'s interface `a_if` and `b`'s `b_if` with a veth pair, both up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), kld_exec::Error> {
     Cmd::new("ip")
-        .args(["link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if])
+        .args([
+            "link",
+            "add",
+            a_if,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+        ])
         .args(["netns", b.name()])
         .run()?;
     a.ip(&["link", "set", a_if, "up"])?;

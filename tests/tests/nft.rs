@@ -44,7 +44,8 @@ impl Lab {
             ns.addr(dev, a4).unwrap();
             ns.addr(dev, a6).unwrap();
         }
-        lan.ip(&["route", "add", "default", "via", "10.77.0.1"]).unwrap();
+        lan.ip(&["route", "add", "default", "via", "10.77.0.1"])
+            .unwrap();
         Lab {
             server,
             public,
@@ -115,28 +116,56 @@ fn web_server_zones_over_ipv4_and_ipv6_and_foreign_tables_survive() {
     // Before: nothing filters.
     assert!(reaches(&lab.public, "192.0.2.1:22"));
     lab.apply(WEB);
-    for addr in ["192.0.2.1:80", "192.0.2.1:443", "[2001:db8:1::1]:80", "[2001:db8:1::1]:443"] {
+    for addr in [
+        "192.0.2.1:80",
+        "192.0.2.1:443",
+        "[2001:db8:1::1]:80",
+        "[2001:db8:1::1]:443",
+    ] {
         assert!(reaches(&lab.public, addr), "public -> {addr} should pass");
     }
     for addr in ["192.0.2.1:22", "[2001:db8:1::1]:22"] {
-        assert!(!reaches(&lab.public, addr), "public -> {addr} should be dropped");
+        assert!(
+            !reaches(&lab.public, addr),
+            "public -> {addr} should be dropped"
+        );
     }
     for addr in ["198.51.100.1:22", "[fd00:77::1]:22"] {
         assert!(reaches(&lab.mgmt, addr), "mgmt -> {addr} should pass");
     }
     for addr in ["198.51.100.1:80", "[fd00:77::1]:443"] {
-        assert!(!reaches(&lab.mgmt, addr), "mgmt -> {addr} should be dropped");
+        assert!(
+            !reaches(&lab.mgmt, addr),
+            "mgmt -> {addr} should be dropped"
+        );
     }
     // The LAN interface is in no zone: dropped.
     assert!(!reaches(&lab.lan, "10.77.0.1:80"));
-    assert_eq!(lab.foreign_listing(), foreign, "apply left the foreign table alone");
+    assert_eq!(
+        lab.foreign_listing(),
+        foreign,
+        "apply left the foreign table alone"
+    );
     // Drops are counted per zone.
     let live = lab.server.run(|| lab.firewall().live()).unwrap().unwrap();
-    let dropped = live.chain("in_public").unwrap().rules.last().unwrap().packets;
+    let dropped = live
+        .chain("in_public")
+        .unwrap()
+        .rules
+        .last()
+        .unwrap()
+        .packets;
     assert!(dropped.is_some_and(|n| n >= 2), "{dropped:?}");
     lab.server.run(|| lab.firewall().rollback()).unwrap();
-    assert_eq!(lab.foreign_listing(), foreign, "rollback left the foreign table alone");
-    assert!(reaches(&lab.public, "192.0.2.1:22"), "rolled back to no kld table");
+    assert_eq!(
+        lab.foreign_listing(),
+        foreign,
+        "rollback left the foreign table alone"
+    );
+    assert!(
+        reaches(&lab.public, "192.0.2.1:22"),
+        "rolled back to no kld table"
+    );
     assert!(lab.server.run(|| lab.firewall().live()).unwrap().is_none());
 }
 
@@ -147,10 +176,15 @@ fn a_rate_limited_service_drops_the_excess() {
     lab.apply(
         "[zones.public]\ninterfaces = [\"eth0\"]\n[[zones.public.allow]]\ntcp = 25\nrate = \"1/minute\"\nburst = 3\n",
     );
-    let outcomes: Vec<bool> = (0..8).map(|_| reaches(&lab.public, "192.0.2.1:25")).collect();
+    let outcomes: Vec<bool> = (0..8)
+        .map(|_| reaches(&lab.public, "192.0.2.1:25"))
+        .collect();
     let passed = outcomes.iter().filter(|ok| **ok).count();
     assert!((1..=4).contains(&passed), "{outcomes:?}");
-    assert!(!outcomes[7], "the last attempts exceed the limit: {outcomes:?}");
+    assert!(
+        !outcomes[7],
+        "the last attempts exceed the limit: {outcomes:?}"
+    );
 }
 
 #[test]
@@ -164,7 +198,12 @@ fn connection_limits_hold_per_source() {
     let held: Vec<std::net::TcpStream> = (0..2)
         .map(|_| {
             lab.public
-                .run(|| std::net::TcpStream::connect_timeout(&"192.0.2.1:9000".parse().unwrap(), Duration::from_secs(1)))
+                .run(|| {
+                    std::net::TcpStream::connect_timeout(
+                        &"192.0.2.1:9000".parse().unwrap(),
+                        Duration::from_secs(1),
+                    )
+                })
                 .unwrap()
         })
         .collect();
@@ -175,16 +214,20 @@ fn connection_limits_hold_per_source() {
 #[test]
 fn forwarding_masquerade_and_port_forwards_carry_traffic() {
     let lab = Lab::new();
-    let forwarding = lab
-        .server
-        .run(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").and_then(|()| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")));
+    let forwarding = lab.server.run(|| {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .and_then(|()| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward"))
+    });
     assert_eq!(forwarding.unwrap().trim(), "1");
     let _outside = Server::start(&lab.public, "[::]:7000").unwrap();
     let _inside = Server::start(&lab.lan, "[::]:80").unwrap();
     let zones = "[zones.public]\ninterfaces = [\"eth0\"]\nmasquerade = true\n\
                  [zones.lan]\ninterfaces = [\"eth1\"]\n";
     lab.apply(zones);
-    assert!(!reaches(&lab.lan, "192.0.2.2:7000"), "forward is dropped by default");
+    assert!(
+        !reaches(&lab.lan, "192.0.2.2:7000"),
+        "forward is dropped by default"
+    );
     lab.apply(&format!(
         "{}forward_to = [\"public\"]\n[[port_forward]]\nzone = \"public\"\nport = 8080\nto = \"10.77.0.2:80\"\n",
         zones
@@ -215,7 +258,9 @@ fn a_live_set_change_takes_effect() {
     let out = lab.knft(&["set", "del", "lb_pool", "192.0.2.2"]).unwrap();
     assert!(out.stdout_str().contains("deleted from set lb_pool"));
     assert!(!reaches(&lab.public, "192.0.2.1:8080"));
-    let err = lab.knft(&["set", "add", "lb_pool", "2001:db8::1"]).unwrap_err();
+    let err = lab
+        .knft(&["set", "add", "lb_pool", "2001:db8::1"])
+        .unwrap_err();
     assert_eq!(err.exit_code(), Some(2), "{err}");
     let err = lab.knft(&["set", "add", "nope", "192.0.2.3"]).unwrap_err();
     assert_eq!(err.exit_code(), Some(2), "{err}");
@@ -232,17 +277,30 @@ fn a_file_with_a_mistake_applies_nothing() {
     lab.knft(&["apply", "-f", path(&good)]).unwrap();
     let before = lab.ruleset();
     for (name, text) in [
-        ("unknown-zone.toml", format!("{WEB}forward_to = [\"nowhere\"]\n")),
+        (
+            "unknown-zone.toml",
+            format!("{WEB}forward_to = [\"nowhere\"]\n"),
+        ),
         ("two-zones.toml", WEB.replace("\"wg0\"", "\"eth0\"")),
-        ("bad-port.toml", WEB.replace("service = \"ssh\"", "tcp = 65536")),
-        ("never-matches.toml", format!("{WEB}[[zones.mgmt.allow]]\ntcp = 22\nfrom = [\"10.0.0.0/8\"]\n")),
+        (
+            "bad-port.toml",
+            WEB.replace("service = \"ssh\"", "tcp = 65536"),
+        ),
+        (
+            "never-matches.toml",
+            format!("{WEB}[[zones.mgmt.allow]]\ntcp = 22\nfrom = [\"10.0.0.0/8\"]\n"),
+        ),
         ("not-toml.toml", "zones = [".to_owned()),
     ] {
         let file = dir.join(name);
         std::fs::write(&file, text).unwrap();
         let err = lab.knft(&["apply", "-f", path(&file)]).unwrap_err();
         assert_eq!(err.exit_code(), Some(2), "{name}: {err}");
-        assert!(err.stderr().starts_with(&format!("knft: error: {}:", file.display())), "{name}: {err}");
+        assert!(
+            err.stderr()
+                .starts_with(&format!("knft: error: {}:", file.display())),
+            "{name}: {err}"
+        );
         assert_eq!(lab.ruleset(), before, "{name} changed the live ruleset");
     }
 }
@@ -265,9 +323,14 @@ fn confirm_keeps_a_change_and_silence_reverts_it() {
 
     // A change that cuts SSH off, never confirmed: it reverts by itself,
     // after knft has returned.
-    let out = lab.knft(&["apply", "-f", path(&lockout), "--confirm", "2"]).unwrap();
+    let out = lab
+        .knft(&["apply", "-f", path(&lockout), "--confirm", "2"])
+        .unwrap();
     let watcher = watcher_pid(&out.stdout_str());
-    assert!(!reaches(&lab.mgmt, "198.51.100.1:22"), "the new ruleset is live");
+    assert!(
+        !reaches(&lab.mgmt, "198.51.100.1:22"),
+        "the new ruleset is live"
+    );
     let second = lab.knft(&["apply", "-f", path(&web)]).unwrap_err();
     assert!(second.stderr().contains("awaits confirmation"), "{second}");
     wait_for_exit(watcher);
@@ -275,7 +338,9 @@ fn confirm_keeps_a_change_and_silence_reverts_it() {
     assert!(reaches(&lab.mgmt, "198.51.100.1:22"));
 
     // Confirmed in time: it stays, also past the deadline, and loads at boot.
-    let out = lab.knft(&["apply", "-f", path(&lockout), "--confirm", "2"]).unwrap();
+    let out = lab
+        .knft(&["apply", "-f", path(&lockout), "--confirm", "2"])
+        .unwrap();
     let watcher = watcher_pid(&out.stdout_str());
     let new = lab.ruleset();
     lab.knft(&["confirm"]).unwrap();
@@ -304,9 +369,15 @@ fn diff_and_show_read_the_live_table() {
     assert!(out.starts_with("no changes"), "{out}");
     let changed = dir.join("changed.toml");
     std::fs::write(&changed, WEB.replace("service = \"ssh\"", "tcp = 2222")).unwrap();
-    let out = lab.knft(&["diff", "-f", path(&changed)]).unwrap().stdout_str();
+    let out = lab
+        .knft(&["diff", "-f", path(&changed)])
+        .unwrap()
+        .stdout_str();
     assert_eq!(out.lines().count(), 2, "{out}");
-    assert!(out.contains("+ in_mgmt: tcp dport { 2222 } accept"), "{out}");
+    assert!(
+        out.contains("+ in_mgmt: tcp dport { 2222 } accept"),
+        "{out}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&lab.knft(&["show", "--json"]).unwrap().stdout_str()).unwrap();
     assert_eq!(json["apiVersion"], "kld/v1");
@@ -314,7 +385,10 @@ fn diff_and_show_read_the_live_table() {
     assert_eq!(json["items"][0]["name"], "public");
     assert_eq!(json["items"][0]["match"][0], "iifname eth0");
     let scripted = lab.knft(&["show", "-H"]).unwrap().stdout_str();
-    assert_eq!(scripted, "public\tiifname eth0\t1\t0\nmgmt\tiifname wg0\t1\t0\n");
+    assert_eq!(
+        scripted,
+        "public\tiifname eth0\t1\t0\nmgmt\tiifname wg0\t1\t0\n"
+    );
 }
 
 fn path(p: &Path) -> &str {
@@ -326,7 +400,11 @@ fn watcher_pid(stdout: &str) -> u32 {
     stdout
         .split("watcher pid ")
         .nth(1)
-        .and_then(|rest| rest.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .and_then(|rest| {
+            rest.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no watcher pid in {stdout:?}"))
 }
 
@@ -338,7 +416,13 @@ fn wait_for_exit(pid: u32) {
         match std::fs::read_to_string(&stat) {
             // Ended, or a zombie waiting for its parent (knft, gone) to reap it.
             Err(_) => return,
-            Ok(s) if s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) => return,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+            {
+                return
+            }
             Ok(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
@@ -350,7 +434,27 @@ fn the_boot_unit_is_valid_and_loads_the_boot_ruleset() {
     let unit = kld_tests::vm::workspace_root().join("crates/kld-nft/systemd/kld-nft.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     let boot = format!("{}/boot.nft", kld_nft::DEFAULT_STATE_DIR);
-    assert!(text.contains(&format!("ExecStart=/usr/sbin/nft -f {boot}")), "{text}");
-    assert!(text.contains(&format!("ConditionPathExists={boot}")), "{text}");
-    Cmd::new("systemd-analyze").arg("verify").arg(&unit).run().unwrap();
+    assert!(
+        text.contains(&format!("ExecStart=/usr/sbin/nft -f {boot}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ConditionPathExists={boot}")),
+        "{text}"
+    );
+    Cmd::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .run()
+        .unwrap();
+}
+
+#[test]
+fn knft_links_no_zfs_library() {
+    let out = Cmd::new("ldd").arg(&*KNFT).run().unwrap().stdout_str();
+    assert!(out.contains("libc.so"), "{out}");
+    assert!(
+        !out.contains("libzfs"),
+        "knft must not need libzfs or libzfs_core:\n{out}"
+    );
 }

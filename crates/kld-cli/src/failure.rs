@@ -70,8 +70,12 @@ impl From<kld_zfs::props::PropertyError> for Failure {
 impl From<kld_nft::Error> for Failure {
     fn from(e: kld_nft::Error) -> Failure {
         let hint = match &e {
-            kld_nft::Error::Pending { .. } => Some("`knft confirm` keeps it, `knft rollback` undoes it"),
-            kld_nft::Error::NothingPending => Some("only `knft apply --confirm SECS` needs confirming"),
+            kld_nft::Error::Pending { .. } => {
+                Some("`knft confirm` keeps it, `knft rollback` undoes it")
+            }
+            kld_nft::Error::NothingPending => {
+                Some("only `knft apply --confirm SECS` needs confirming")
+            }
             kld_nft::Error::NoTable => Some("`knft apply -f FILE` creates it"),
             kld_nft::Error::UnknownSet(_) => Some("`knft show --sets` lists the sets"),
             _ => None,

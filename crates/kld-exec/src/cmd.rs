@@ -320,7 +320,10 @@ mod tests {
             "sleep 0.2; read -r _ _ _ _ pgid _ < /proc/$$/stat; echo $pgid > {}",
             flag.display()
         );
-        let pid = Cmd::new("sh").args(["-c", &script]).spawn_detached().unwrap();
+        let pid = Cmd::new("sh")
+            .args(["-c", &script])
+            .spawn_detached()
+            .unwrap();
         for _ in 0..100 {
             if std::fs::read_to_string(&flag).is_ok_and(|s| !s.trim().is_empty()) {
                 break;

@@ -47,7 +47,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A change applied with a deadline awaits confirmation.
-    #[error("a change applied with --confirm awaits confirmation (it reverts in {seconds_left} s)")]
+    #[error(
+        "a change applied with --confirm awaits confirmation (it reverts in {seconds_left} s)"
+    )]
     Pending {
         /// Seconds until it reverts.
         seconds_left: u64,
@@ -77,7 +79,10 @@ pub enum Error {
 }
 
 fn list(d: &[Difference]) -> String {
-    d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {

@@ -100,7 +100,10 @@ impl Firewall {
         let (live, ruleset) = std::thread::scope(|s| {
             let live = s.spawn(|| self.live());
             let ruleset = ZoneFile::read(path).map(|f| render(&f));
-            (live.join().expect("listing the table does not panic"), ruleset)
+            (
+                live.join().expect("listing the table does not panic"),
+                ruleset,
+            )
         });
         let ruleset = ruleset?;
         Ok(match live? {
@@ -240,7 +243,9 @@ impl Firewall {
     fn restore_previous(&self) -> Result<(), Error> {
         let previous = self.state.read(PREVIOUS)?.ok_or(Error::NoPrevious)?;
         self.nft.load(&previous)?;
-        let saved = previous.strip_prefix(&replace_header()).unwrap_or(&previous);
+        let saved = previous
+            .strip_prefix(&replace_header())
+            .unwrap_or(&previous);
         let now = self.nft.list_text()?.unwrap_or_default();
         if now != saved {
             return Err(Error::RestoreMismatch);
@@ -295,11 +300,13 @@ impl Firewall {
         };
         let mut checked = Vec::new();
         for e in elements {
-            let n: Network = e.parse().map_err(|err: crate::addr::NetworkError| Error::Element {
-                set: set.to_owned(),
-                element: e.clone(),
-                why: err.to_string(),
-            })?;
+            let n: Network =
+                e.parse()
+                    .map_err(|err: crate::addr::NetworkError| Error::Element {
+                        set: set.to_owned(),
+                        element: e.clone(),
+                        why: err.to_string(),
+                    })?;
             if n.family() != family {
                 return Err(Error::Element {
                     set: set.to_owned(),
@@ -329,6 +336,9 @@ impl Firewall {
             SetOp::Add => "add",
             SetOp::Delete => "delete",
         };
-        format!("nft {verb} element {FAMILY} {TABLE} {set} {{ {} }}", elements.join(", "))
+        format!(
+            "nft {verb} element {FAMILY} {TABLE} {set} {{ {} }}",
+            elements.join(", ")
+        )
     }
 }

@@ -47,7 +47,9 @@ pub use live::{Difference, LiveChain, LiveRule, LiveSet, LiveTable, ReadError};
 pub use name::{Interface, NameError, SetName, ZoneName};
 pub use nft::Nft;
 pub use parse::{FileError, Problem, DEFAULT_LOG_RATE};
-pub use render::{render, Expected, ExpectedChain, ExpectedRule, ExpectedSet, Ruleset, FAMILY, TABLE};
+pub use render::{
+    render, Expected, ExpectedChain, ExpectedRule, ExpectedSet, Ruleset, FAMILY, TABLE,
+};
 pub use service::{service, PortRange, Transport, ICMPV6_TYPES, ICMP_TYPES, SERVICES};
 pub use state::{Pending, StateDir, DEFAULT_STATE_DIR};
 pub use zones::{NamedSet, PortForward, Rate, RateUnit, Rule, Zone, ZoneFile};
@@ -62,3 +64,8 @@ impl ZoneFile {
         Ok(ZoneFile::parse(&text, &path.display().to_string())?)
     }
 }
+
+/// The README's example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

@@ -112,8 +112,12 @@ impl LiveTable {
                             ts.iter().map(type_name).collect::<Vec<_>>().join(" . ")
                         }
                     };
-                    let mut elements: Vec<String> =
-                        s.elem.iter().flat_map(|e| e.iter()).filter_map(element).collect();
+                    let mut elements: Vec<String> = s
+                        .elem
+                        .iter()
+                        .flat_map(|e| e.iter())
+                        .filter_map(element)
+                        .collect();
                     elements.sort();
                     table.sets.push(LiveSet {
                         name: s.name.to_string(),
@@ -342,7 +346,9 @@ impl std::fmt::Display for Difference {
             Difference::TableAdded => write!(f, "+ table inet kld (it does not exist yet)"),
             Difference::ChainAdded(c) => write!(f, "+ chain {c}"),
             Difference::ChainRemoved(c) => write!(f, "- chain {c}"),
-            Difference::ChainChanged { chain, from, to } => write!(f, "~ chain {chain}: {from} -> {to}"),
+            Difference::ChainChanged { chain, from, to } => {
+                write!(f, "~ chain {chain}: {from} -> {to}")
+            }
             Difference::RuleAdded { chain, text, .. } => write!(f, "+ {chain}: {text}"),
             Difference::RuleRemoved { chain, comment } => write!(f, "- {chain}: {comment}"),
             Difference::VerdictChanged {
@@ -362,8 +368,12 @@ impl std::fmt::Display for Difference {
             Difference::Reordered(c) => write!(f, "~ chain {c}: rules reordered"),
             Difference::SetAdded(s) => write!(f, "+ set {s}"),
             Difference::SetRemoved(s) => write!(f, "- set {s}"),
-            Difference::SetChanged { set, from, to } => write!(f, "~ set {set}: type {from} -> {to}"),
-            Difference::ElementAdded { set, element } => write!(f, "+ set {set}: element {element}"),
+            Difference::SetChanged { set, from, to } => {
+                write!(f, "~ set {set}: type {from} -> {to}")
+            }
+            Difference::ElementAdded { set, element } => {
+                write!(f, "+ set {set}: element {element}")
+            }
             Difference::ElementRemoved { set, element } => {
                 write!(f, "- set {set}: element {element} (added live)")
             }
@@ -453,10 +463,16 @@ mod tests {
         let ruleset = render(&ZoneFile::parse(FILE, "everything.toml").unwrap());
         let live = LiveTable::parse(LISTED).unwrap();
         assert_eq!(live.differences(ruleset.expected()), vec![]);
-        assert_eq!(live.set("lb_pool").unwrap().elements, ["10.20.0.2", "10.20.1.0/24"]);
+        assert_eq!(
+            live.set("lb_pool").unwrap().elements,
+            ["10.20.0.2", "10.20.1.0/24"]
+        );
         let public = live.chain("in_public").unwrap();
         assert_eq!(public.rules.last().unwrap().packets, Some(0));
-        assert_eq!(live.chain("input").unwrap().base.as_ref().unwrap().2, "drop");
+        assert_eq!(
+            live.chain("input").unwrap().base.as_ref().unwrap().2,
+            "drop"
+        );
     }
 
     #[test]
@@ -464,9 +480,20 @@ mod tests {
         let file = FILE.replace("service = \"ssh\"", "tcp = 2222");
         let ruleset = render(&ZoneFile::parse(&file, "x.toml").unwrap());
         let live = LiveTable::parse(LISTED).unwrap();
-        let d: Vec<String> = live.differences(ruleset.expected()).iter().map(ToString::to_string).collect();
-        assert!(d.iter().any(|l| l.starts_with("+ in_mgmt: tcp dport { 2222 } accept")), "{d:?}");
-        assert!(d.iter().any(|l| l.starts_with("- in_mgmt: mgmt: ssh")), "{d:?}");
+        let d: Vec<String> = live
+            .differences(ruleset.expected())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            d.iter()
+                .any(|l| l.starts_with("+ in_mgmt: tcp dport { 2222 } accept")),
+            "{d:?}"
+        );
+        assert!(
+            d.iter().any(|l| l.starts_with("- in_mgmt: mgmt: ssh")),
+            "{d:?}"
+        );
         assert_eq!(d.len(), 2, "{d:?}");
     }
 }

@@ -138,7 +138,9 @@ impl Interface {
             (false, false) => self.0 == other.0,
             (true, false) => other.0.starts_with(self.stem()),
             (false, true) => self.0.starts_with(other.stem()),
-            (true, true) => self.stem().starts_with(other.stem()) || other.stem().starts_with(self.stem()),
+            (true, true) => {
+                self.stem().starts_with(other.stem()) || other.stem().starts_with(self.stem())
+            }
         }
     }
 }

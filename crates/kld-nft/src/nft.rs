@@ -39,12 +39,20 @@ impl Nft {
     /// Checks `text` as `nft -c -f -` does: parsed and validated against the
     /// kernel, nothing committed.
     pub fn check(&self, text: &str) -> Result<(), kld_exec::Error> {
-        self.cmd().args(["-c", "-f", "-"]).stdin_bytes(text).run().map(drop)
+        self.cmd()
+            .args(["-c", "-f", "-"])
+            .stdin_bytes(text)
+            .run()
+            .map(drop)
     }
 
     /// Loads `text` with `nft -f -`: one transaction, all of it or nothing.
     pub fn load(&self, text: &str) -> Result<(), kld_exec::Error> {
-        self.cmd().args(["-f", "-"]).stdin_bytes(text).run().map(drop)
+        self.cmd()
+            .args(["-f", "-"])
+            .stdin_bytes(text)
+            .run()
+            .map(drop)
     }
 
     /// Runs one nft command given as arguments (e.g. `add element ...`).
@@ -73,7 +81,11 @@ impl Nft {
         match out {
             Ok(o) => Ok(Some(o.stdout_str())),
             // nft's way of saying the table is not there.
-            Err(e) if e.exit_code() == Some(1) && e.stderr().contains("No such file or directory") => Ok(None),
+            Err(e)
+                if e.exit_code() == Some(1) && e.stderr().contains("No such file or directory") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

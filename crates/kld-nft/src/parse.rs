@@ -219,7 +219,11 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
                 if n.family() != family {
                     c.at(
                         &e.span(),
-                        format!("{n} is {} but set {set_name} holds {}", n.family().name(), family.name()),
+                        format!(
+                            "{n} is {} but set {set_name} holds {}",
+                            n.family().name(),
+                            family.name()
+                        ),
                     );
                 } else {
                     elements.push(n);
@@ -235,7 +239,10 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
 
     let zone_names: Vec<String> = raw.zones.keys().map(|k| k.get_ref().clone()).collect();
     if raw.zones.is_empty() {
-        c.at(&(0..0), "the file defines no zone: add at least one [zones.NAME] table");
+        c.at(
+            &(0..0),
+            "the file defines no zone: add at least one [zones.NAME] table",
+        );
     }
     let mut zones = Vec::new();
     let mut zone_spans = Vec::new();
@@ -253,10 +260,18 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
         for i in &zone_raw.interfaces {
             if let Some(iface) = c.ok(&i.span(), Interface::new(i.get_ref())) {
                 if interfaces.contains(&iface) {
-                    c.at(&i.span(), format!("interface {iface} is listed twice in zone {zone_name}"));
+                    c.at(
+                        &i.span(),
+                        format!("interface {iface} is listed twice in zone {zone_name}"),
+                    );
                     continue;
                 }
-                bound.push((zone_name.clone(), iface.clone(), i.span(), !zone_raw.sources.is_empty()));
+                bound.push((
+                    zone_name.clone(),
+                    iface.clone(),
+                    i.span(),
+                    !zone_raw.sources.is_empty(),
+                ));
                 interfaces.push(iface);
             }
         }
@@ -269,13 +284,21 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
         if zone_raw.interfaces.is_empty() && zone_raw.sources.is_empty() {
             c.at(
                 &span,
-                format!("zone {zone_name} is bound to nothing: give it interfaces, sources or both"),
+                format!(
+                    "zone {zone_name} is bound to nothing: give it interfaces, sources or both"
+                ),
             );
         }
         let mut forward_to = Vec::new();
         for f in &zone_raw.forward_to {
             if !zone_names.contains(f.get_ref()) {
-                c.at(&f.span(), format!("unknown zone {:?} in forward_to of zone {zone_name}", f.get_ref()));
+                c.at(
+                    &f.span(),
+                    format!(
+                        "unknown zone {:?} in forward_to of zone {zone_name}",
+                        f.get_ref()
+                    ),
+                );
             } else if f.get_ref() == zone_name.as_str() {
                 c.at(&f.span(), format!("zone {zone_name} forwards to itself"));
             } else if let Ok(z) = ZoneName::new(f.get_ref()) {
@@ -295,7 +318,10 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
                 toml::Value::Boolean(false) => None,
                 toml::Value::String(s) => c.ok(&v.span(), Rate::parse(s)),
                 _ => {
-                    c.at(&v.span(), "log_drops is true, false or a rate such as \"10/minute\"");
+                    c.at(
+                        &v.span(),
+                        "log_drops is true, false or a rate such as \"10/minute\"",
+                    );
                     None
                 }
             },
@@ -330,21 +356,30 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
         let fr = f.get_ref();
         let Some(zone) = zones.iter().find(|z| z.name.as_str() == fr.zone.get_ref()) else {
             if !zone_names.contains(fr.zone.get_ref()) {
-                c.at(&fr.zone.span(), format!("unknown zone {:?} in port_forward", fr.zone.get_ref()));
+                c.at(
+                    &fr.zone.span(),
+                    format!("unknown zone {:?} in port_forward", fr.zone.get_ref()),
+                );
             }
             continue;
         };
         if zone.interfaces.is_empty() {
             c.at(
                 &fr.zone.span(),
-                format!("zone {} has no interfaces for forwarded connections to arrive on", zone.name),
+                format!(
+                    "zone {} has no interfaces for forwarded connections to arrive on",
+                    zone.name
+                ),
             );
         }
         let transport = match fr.proto.get_ref().as_str() {
             "tcp" => Transport::Tcp,
             "udp" => Transport::Udp,
             other => {
-                c.at(&fr.proto.span(), format!("proto {other:?} is not tcp or udp"));
+                c.at(
+                    &fr.proto.span(),
+                    format!("proto {other:?} is not tcp or udp"),
+                );
                 continue;
             }
         };
@@ -451,7 +486,10 @@ fn check_rule(
             labels.push(format!(
                 "{} {}",
                 t.nft(),
-                p.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
             by_transport.entry(t).or_default().extend(p);
         }
@@ -464,11 +502,21 @@ fn check_rule(
                     out.push(t.get_ref().clone());
                 }
             } else {
-                c.at(&t.span(), format!("unknown {what} type {:?}; known: {}", t.get_ref(), known.join(", ")));
+                c.at(
+                    &t.span(),
+                    format!(
+                        "unknown {what} type {:?}; known: {}",
+                        t.get_ref(),
+                        known.join(", ")
+                    ),
+                );
             }
         }
         if list.as_ref().is_some_and(Vec::is_empty) {
-            c.at(span, format!("an empty list of {what} types matches nothing"));
+            c.at(
+                span,
+                format!("an empty list of {what} types matches nothing"),
+            );
         }
         out
     };
@@ -480,8 +528,16 @@ fn check_rule(
     if !icmpv6.is_empty() {
         labels.push(format!("icmpv6 {}", icmpv6.join(",")));
     }
-    if r.service.is_none() && r.tcp.is_none() && r.udp.is_none() && r.icmp.is_none() && r.icmpv6.is_none() {
-        c.at(span, format!("a rule in zone {zone} allows nothing: give service, tcp, udp, icmp or icmpv6"));
+    if r.service.is_none()
+        && r.tcp.is_none()
+        && r.udp.is_none()
+        && r.icmp.is_none()
+        && r.icmpv6.is_none()
+    {
+        c.at(
+            span,
+            format!("a rule in zone {zone} allows nothing: give service, tcp, udp, icmp or icmpv6"),
+        );
     }
     let mut from = Vec::new();
     for f in &r.from {
@@ -489,7 +545,9 @@ fn check_rule(
             if !zone_sources.is_empty() && !zone_sources.iter().any(|z| z.overlaps(&n)) {
                 c.at(
                     &f.span(),
-                    format!("source {n} is outside zone {zone}'s sources: the rule can never match it"),
+                    format!(
+                        "source {n} is outside zone {zone}'s sources: the rule can never match it"
+                    ),
                 );
             }
             from.push(n);
@@ -499,7 +557,14 @@ fn check_rule(
     for s in &r.from_set {
         match sets.iter().find(|set| set.name.as_str() == s.get_ref()) {
             Some(set) => from_sets.push(set.name.clone()),
-            None => c.at(&s.span(), format!("unknown set {:?}: declare it as [sets.{}]", s.get_ref(), s.get_ref())),
+            None => c.at(
+                &s.span(),
+                format!(
+                    "unknown set {:?}: declare it as [sets.{}]",
+                    s.get_ref(),
+                    s.get_ref()
+                ),
+            ),
         }
     }
     let mut rate = None;
@@ -518,7 +583,10 @@ fn check_rule(
     if let Some(l) = &r.connlimit {
         match u32::try_from(*l.get_ref()) {
             Ok(n) if n >= 1 => connlimit = Some(n),
-            _ => c.at(&l.span(), "connlimit is a number of connections, at least 1"),
+            _ => c.at(
+                &l.span(),
+                "connlimit is a number of connections, at least 1",
+            ),
         }
     }
     if c.problems.len() > before {
@@ -543,7 +611,13 @@ fn check_rule(
     .filter(|rule| {
         let parts = rule_matches(rule, zone_sources, sets);
         if parts.is_empty() {
-            c.at(span, format!("this rule in zone {zone} can never match: {}", never_why(rule, zone_sources)));
+            c.at(
+                span,
+                format!(
+                    "this rule in zone {zone} can never match: {}",
+                    never_why(rule, zone_sources)
+                ),
+            );
         }
         !parts.is_empty()
     })
@@ -581,9 +655,7 @@ fn check_reachable(
     c: &mut Checker<'_>,
 ) {
     for prev in earlier.iter().filter(|p| p.rule.unlimited()) {
-        let covered = parts
-            .iter()
-            .all(|p| prev.parts.iter().any(|q| q.covers(p)));
+        let covered = parts.iter().all(|p| prev.parts.iter().any(|q| q.covers(p)));
         if covered {
             let (line, _) = c.position(prev.span.start);
             c.at(
@@ -651,7 +723,11 @@ fn check_overlaps(
             if !a.interfaces.is_empty() && !b.interfaces.is_empty() {
                 continue;
             }
-            if let Some(n) = a.sources.iter().find(|x| b.sources.iter().any(|y| x.overlaps(y))) {
+            if let Some(n) = a
+                .sources
+                .iter()
+                .find(|x| b.sources.iter().any(|y| x.overlaps(y)))
+            {
                 c.at(
                     span,
                     format!(
@@ -663,7 +739,6 @@ fn check_overlaps(
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -682,9 +757,19 @@ mod tests {
     fn the_example_parses() {
         let f = ZoneFile::parse(WEB, "web-server.toml").unwrap();
         assert_eq!(f.zones.len(), 2);
-        let public = f.zones.iter().find(|z| z.name.as_str() == "public").unwrap();
+        let public = f
+            .zones
+            .iter()
+            .find(|z| z.name.as_str() == "public")
+            .unwrap();
         assert_eq!(public.interfaces[0].as_str(), "eth0");
-        assert_eq!(public.allow[0].ports, vec![(Transport::Tcp, vec![PortRange::single(80), PortRange::single(443)])]);
+        assert_eq!(
+            public.allow[0].ports,
+            vec![(
+                Transport::Tcp,
+                vec![PortRange::single(80), PortRange::single(443)]
+            )]
+        );
         assert_eq!(public.log_drops, Some(DEFAULT_LOG_RATE));
     }
 
@@ -694,7 +779,10 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert!(p[0].starts_with("z.toml:2:"), "{p:?}");
         let p = problems("[zones.a]\ninterfaces = [\"eth0\"]\ncolour = 1\n");
-        assert!(p[0].starts_with("z.toml:3:1: unknown field `colour`"), "{p:?}");
+        assert!(
+            p[0].starts_with("z.toml:3:1: unknown field `colour`"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -738,11 +826,19 @@ interfaces = [\"wg1\"]
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].starts_with("z.toml:5:1: this rule (ssh from 10.0.0.0/8) can never match: the rule at line 3 (tcp 1-1024)"), "{p:?}");
         // A limited rule does not shadow what follows it.
-        assert!(problems(&shadowed.replace("tcp = \"1-1024\"", "tcp = \"1-1024\"\nrate = \"1/second\"")).is_empty());
+        assert!(problems(
+            &shadowed.replace("tcp = \"1-1024\"", "tcp = \"1-1024\"\nrate = \"1/second\"")
+        )
+        .is_empty());
         let wrong_family = "[zones.a]\nsources = [\"10.0.0.0/8\"]\n[[zones.a.allow]]\nicmpv6 = [\"echo-request\"]\n";
-        assert!(problems(wrong_family)[0].contains("can never match"), "{:?}", problems(wrong_family));
+        assert!(
+            problems(wrong_family)[0].contains("can never match"),
+            "{:?}",
+            problems(wrong_family)
+        );
         let outside = "[zones.a]\nsources = [\"10.0.0.0/8\"]\n[[zones.a.allow]]\ntcp = 22\nfrom = [\"192.168.0.0/16\"]\n";
-        assert!(problems(outside)[0].starts_with("z.toml:5:9: source 192.168.0.0/16 is outside zone a's sources"));
+        assert!(problems(outside)[0]
+            .starts_with("z.toml:5:9: source 192.168.0.0/16 is outside zone a's sources"));
     }
 
     #[test]
@@ -754,12 +850,23 @@ interfaces = [\"wg1\"]
         assert!(p[0].contains("::1 is IPv6 but set s holds IPv4"), "{p:?}");
         assert!(p[1].contains("unknown set \"t\""), "{p:?}");
         let p = problems("[zones.a]\nsources = [\"10.0.0.0/8\"]\n[[port_forward]]\nzone = \"a\"\nport = 80\nto = \"10.0.0.2:0\"\n");
-        assert!(p[0].contains("no interfaces for forwarded connections"), "{p:?}");
+        assert!(
+            p[0].contains("no interfaces for forwarded connections"),
+            "{p:?}"
+        );
         assert!(p[1].contains("port 0"), "{p:?}");
-        let p = problems("[zones.a]\nsources = [\"10.0.0.0/8\"]\n[zones.b]\nsources = [\"10.1.0.0/16\"]\n");
-        assert!(p[0].contains("source 10.0.0.0/8 is in two zones, a and b"), "{p:?}");
+        let p = problems(
+            "[zones.a]\nsources = [\"10.0.0.0/8\"]\n[zones.b]\nsources = [\"10.1.0.0/16\"]\n",
+        );
+        assert!(
+            p[0].contains("source 10.0.0.0/8 is in two zones, a and b"),
+            "{p:?}"
+        );
         let p = problems("[zones.a]\ninterfaces = [\"x\"]\n[[zones.a.allow]]\ntcp = 1\nburst = 5\nconnlimit = 0\n");
-        assert!(p[0].contains("burst needs a rate") && p[1].contains("connlimit"), "{p:?}");
+        assert!(
+            p[0].contains("burst needs a rate") && p[1].contains("connlimit"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -173,7 +173,9 @@ impl MatchPart {
     fn render(&self) -> String {
         match &self.source {
             Source::Any => self.l4.render(),
-            Source::Nets(f, nets) => format!("{} saddr {} {}", f.nft(), braces(nets), self.l4.render()),
+            Source::Nets(f, nets) => {
+                format!("{} saddr {} {}", f.nft(), braces(nets), self.l4.render())
+            }
             Source::Set(f, set) => format!("{} saddr @{set} {}", f.nft(), self.l4.render()),
         }
     }
@@ -209,7 +211,12 @@ pub(crate) fn rule_matches(
         sources.push(Source::Any);
     }
     for f in [Family::V4, Family::V6] {
-        let nets: Vec<Network> = rule.from.iter().copied().filter(|n| n.family() == f).collect();
+        let nets: Vec<Network> = rule
+            .from
+            .iter()
+            .copied()
+            .filter(|n| n.family() == f)
+            .collect();
         if !nets.is_empty() {
             sources.push(Source::Nets(f, nets));
         }
@@ -286,7 +293,11 @@ impl ChainOut {
 /// The matches that put a packet in `zone`: `iifname`/`saddr` for traffic
 /// arriving (`inbound`), `oifname`/`daddr` for traffic leaving.
 fn zone_matches(zone: &Zone, inbound: bool) -> Vec<(Option<Family>, String)> {
-    let (ifkey, addrkey) = if inbound { ("iifname", "saddr") } else { ("oifname", "daddr") };
+    let (ifkey, addrkey) = if inbound {
+        ("iifname", "saddr")
+    } else {
+        ("oifname", "daddr")
+    };
     let ifaces: Vec<Option<String>> = if zone.interfaces.is_empty() {
         vec![None]
     } else {
@@ -302,7 +313,12 @@ fn zone_matches(zone: &Zone, inbound: bool) -> Vec<(Option<Family>, String)> {
             continue;
         }
         for f in zone.families() {
-            let nets: Vec<Network> = zone.sources.iter().copied().filter(|n| n.family() == f).collect();
+            let nets: Vec<Network> = zone
+                .sources
+                .iter()
+                .copied()
+                .filter(|n| n.family() == f)
+                .collect();
             let addr = format!("{} {addrkey} {}", f.nft(), braces(&nets));
             let text = match i {
                 Some(i) => format!("{i} {addr}"),
@@ -333,14 +349,22 @@ pub fn render(file: &ZoneFile) -> Ruleset {
         base: Some(("filter", "input", "filter", "drop")),
         rules: Vec::new(),
     };
-    input.rule("base: established, related", "ct state established,related accept".into(), "accept");
+    input.rule(
+        "base: established, related",
+        "ct state established,related accept".into(),
+        "accept",
+    );
     input.rule("base: loopback", "iif \"lo\" accept".into(), "accept");
     input.rule(
         "base: icmpv6 that IPv6 needs",
         format!("icmpv6 type {{ {ICMPV6_NEEDED} }} accept"),
         "accept",
     );
-    input.rule("base: icmp errors (PMTU)", format!("icmp type {{ {ICMP_NEEDED} }} accept"), "accept");
+    input.rule(
+        "base: icmp errors (PMTU)",
+        format!("icmp type {{ {ICMP_NEEDED} }} accept"),
+        "accept",
+    );
     input.rule("base: invalid", "ct state invalid drop".into(), "drop");
 
     let mut ordered: Vec<&Zone> = file.zones.iter().filter(|z| z.by_source()).collect();
@@ -350,7 +374,12 @@ pub fn render(file: &ZoneFile) -> Ruleset {
         let chain = format!("in_{}", zone.name);
         for (_, m) in zone_matches(zone, true) {
             input.rule(
-                &format!("zone {}: {}", zone.name, if m.is_empty() { "any" } else { &m }).replace('"', ""),
+                &format!(
+                    "zone {}: {}",
+                    zone.name,
+                    if m.is_empty() { "any" } else { &m }
+                )
+                .replace('"', ""),
                 join(&[&m, &format!("jump {chain}")]),
                 &format!("jump {chain}"),
             );
@@ -376,10 +405,22 @@ pub fn render(file: &ZoneFile) -> Ruleset {
                         if !families.contains(&f) {
                             continue;
                         }
-                        let set = format!("kld_conn{}_{}_{n}", if f == Family::V4 { 4 } else { 6 }, zone.name);
+                        let set = format!(
+                            "kld_conn{}_{}_{n}",
+                            if f == Family::V4 { 4 } else { 6 },
+                            zone.name
+                        );
                         rc.rule(
-                            &format!("{}: {} connlimit {limit} {}", zone.name, rule.label, f.name()),
-                            format!("add @{set} {{ {} saddr ct count over {limit} }} drop", f.nft()),
+                            &format!(
+                                "{}: {} connlimit {limit} {}",
+                                zone.name,
+                                rule.label,
+                                f.name()
+                            ),
+                            format!(
+                                "add @{set} {{ {} saddr ct count over {limit} }} drop",
+                                f.nft()
+                            ),
                             "drop",
                         );
                         dynamic_sets.push((set, f));
@@ -391,7 +432,11 @@ pub fn render(file: &ZoneFile) -> Ruleset {
                         format!("limit rate {rate} accept"),
                         "accept",
                     ),
-                    None => rc.rule(&format!("{}: {}", zone.name, rule.label), "accept".into(), "accept"),
+                    None => rc.rule(
+                        &format!("{}: {}", zone.name, rule.label),
+                        "accept".into(),
+                        "accept",
+                    ),
                 }
                 zone_chains.push(rc);
                 format!("jump {name}")
@@ -407,16 +452,26 @@ pub fn render(file: &ZoneFile) -> Ruleset {
         if let Some(rate) = zone.log_drops {
             zc.rule(
                 &format!("{}: log drops", zone.name),
-                format!("limit rate {rate} log prefix \"kld {} drop: \" level info", zone.name),
+                format!(
+                    "limit rate {rate} log prefix \"kld {} drop: \" level info",
+                    zone.name
+                ),
                 "log",
             );
         }
-        zc.rule(&format!("{}: drop the rest", zone.name), "counter drop".into(), "drop");
+        zc.rule(
+            &format!("{}: drop the rest", zone.name),
+            "counter drop".into(),
+            "drop",
+        );
         zone_chains.push(zc);
     }
     input.rule(
         "no zone: log drops",
-        format!("limit rate {} log prefix \"kld input drop: \" level info", crate::parse::DEFAULT_LOG_RATE),
+        format!(
+            "limit rate {} log prefix \"kld input drop: \" level info",
+            crate::parse::DEFAULT_LOG_RATE
+        ),
         "log",
     );
 
@@ -425,7 +480,11 @@ pub fn render(file: &ZoneFile) -> Ruleset {
         base: Some(("filter", "forward", "filter", "drop")),
         rules: Vec::new(),
     };
-    forward.rule("base: established, related", "ct state established,related accept".into(), "accept");
+    forward.rule(
+        "base: established, related",
+        "ct state established,related accept".into(),
+        "accept",
+    );
     forward.rule("base: invalid", "ct state invalid drop".into(), "drop");
     for zone in &file.zones {
         for to in &zone.forward_to {
@@ -455,12 +514,21 @@ pub fn render(file: &ZoneFile) -> Ruleset {
         let Some(zone) = file.zones.iter().find(|z| z.name == pf.zone) else {
             continue;
         };
-        let family = if pf.to_addr.is_ipv4() { Family::V4 } else { Family::V6 };
+        let family = if pf.to_addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
         let target = match family {
             Family::V4 => format!("{}:{}", pf.to_addr, pf.target_port()),
             Family::V6 => format!("[{}]:{}", pf.to_addr, pf.target_port()),
         };
-        let what = format!("port forward {} {} {} -> {target}", pf.zone, pf.transport.nft(), pf.port);
+        let what = format!(
+            "port forward {} {} {} -> {target}",
+            pf.zone,
+            pf.transport.nft(),
+            pf.port
+        );
         for iface in &zone.interfaces {
             prerouting.rule(
                 &what,
@@ -487,7 +555,10 @@ pub fn render(file: &ZoneFile) -> Ruleset {
     }
     forward.rule(
         "forward: log drops",
-        format!("limit rate {} log prefix \"kld forward drop: \" level info", crate::parse::DEFAULT_LOG_RATE),
+        format!(
+            "limit rate {} log prefix \"kld forward drop: \" level info",
+            crate::parse::DEFAULT_LOG_RATE
+        ),
         "log",
     );
     let mut postrouting = ChainOut {
@@ -535,11 +606,17 @@ pub fn render(file: &ZoneFile) -> Ruleset {
     }
 
     let mut t = String::new();
-    let _ = writeln!(t, "# kld zones: table {FAMILY} {TABLE}, replaced in one transaction.");
+    let _ = writeln!(
+        t,
+        "# kld zones: table {FAMILY} {TABLE}, replaced in one transaction."
+    );
     let _ = writeln!(t, "table {FAMILY} {TABLE} {{}}");
     let _ = writeln!(t, "delete table {FAMILY} {TABLE}");
     let _ = writeln!(t, "table {FAMILY} {TABLE} {{");
-    let _ = writeln!(t, "\tcomment \"kld zones (knft): changes made by hand are lost at the next apply\"");
+    let _ = writeln!(
+        t,
+        "\tcomment \"kld zones (knft): changes made by hand are lost at the next apply\""
+    );
     for s in &file.sets {
         let _ = writeln!(t, "\tset {} {{", s.name);
         let _ = writeln!(t, "\t\ttype {}", set_type(s.family));
@@ -559,7 +636,10 @@ pub fn render(file: &ZoneFile) -> Ruleset {
     for c in &chains {
         let _ = writeln!(t, "\tchain {} {{", c.name);
         if let Some((kind, hook, prio, policy)) = c.base {
-            let _ = writeln!(t, "\t\ttype {kind} hook {hook} priority {prio}; policy {policy};");
+            let _ = writeln!(
+                t,
+                "\t\ttype {kind} hook {hook} priority {prio}; policy {policy};"
+            );
         }
         for r in &c.rules {
             let _ = writeln!(t, "\t\t{} comment \"{}\"", r.text, r.comment);
@@ -573,9 +653,9 @@ pub fn render(file: &ZoneFile) -> Ruleset {
             .into_iter()
             .map(|c| ExpectedChain {
                 name: c.name,
-                base: c
-                    .base
-                    .map(|(kind, hook, _, policy)| (kind.to_owned(), hook.to_owned(), policy.to_owned())),
+                base: c.base.map(|(kind, hook, _, policy)| {
+                    (kind.to_owned(), hook.to_owned(), policy.to_owned())
+                }),
                 rules: c.rules,
             })
             .collect(),

@@ -50,7 +50,9 @@ impl PortRange {
         let port = |p: &str| -> Result<u16, String> {
             let p = p.trim();
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("{s:?} is not a port or a range of ports (e.g. 80, 8000-8100)"));
+                return Err(format!(
+                    "{s:?} is not a port or a range of ports (e.g. 80, 8000-8100)"
+                ));
             }
             match p.parse::<u32>() {
                 Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
@@ -176,13 +178,18 @@ mod tests {
     #[test]
     fn ports_and_ranges() {
         assert_eq!(PortRange::parse("80").unwrap(), PortRange::single(80));
-        assert_eq!(PortRange::parse("8000-8100").unwrap().to_string(), "8000-8100");
+        assert_eq!(
+            PortRange::parse("8000-8100").unwrap().to_string(),
+            "8000-8100"
+        );
         for bad in ["0", "65536", "x", "", "90-80", "-1", "1-", "+5", "1-2-3"] {
             assert!(PortRange::parse(bad).is_err(), "{bad}");
         }
         assert!(PortRange::from_number(0).is_err());
         assert!(PortRange::from_number(70000).is_err());
-        assert!(PortRange::parse("1-65535").unwrap().contains(&PortRange::single(22)));
+        assert!(PortRange::parse("1-65535")
+            .unwrap()
+            .contains(&PortRange::single(22)));
     }
 
     #[test]

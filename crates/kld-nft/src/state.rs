@@ -178,7 +178,11 @@ mod tests {
         s.write(APPLIED, "one").unwrap();
         s.write(APPLIED, "two").unwrap();
         assert_eq!(s.read(APPLIED).unwrap().as_deref(), Some("two"));
-        let names: Vec<_> = fs::read_dir(s.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(s.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
         s.remove(APPLIED).unwrap();
         s.remove(APPLIED).unwrap();

@@ -131,7 +131,9 @@ impl Rate {
         }
         let count: u32 = n.parse().map_err(|_| bad())?;
         if count == 0 {
-            return Err(format!("the rate {s:?} would drop everything: give at least 1"));
+            return Err(format!(
+                "the rate {s:?} would drop everything: give at least 1"
+            ));
         }
         let unit = match unit {
             "second" => RateUnit::Second,

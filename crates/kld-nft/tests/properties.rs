@@ -43,15 +43,27 @@ proptest! {
     }
 }
 
+/// One generated rule: a protocol choice, a port offset, a range length, an
+/// optional rate and connection limit, and whether it has sources.
+#[derive(Debug, Clone)]
+struct GenRule {
+    proto: u8,
+    port: u16,
+    span: u16,
+    rate: Option<u32>,
+    connlimit: Option<u32>,
+    from: bool,
+}
+
 /// One generated zone: its interface, whether it is bound to sources, and
-/// its rules as (protocol choice, port, range length, rate, connlimit).
+/// its rules.
 #[derive(Debug, Clone)]
 struct GenZone {
     wildcard: bool,
     sources: bool,
     masquerade: bool,
     log: u8,
-    rules: Vec<(u8, u16, u16, Option<u32>, Option<u32>, bool)>,
+    rules: Vec<GenRule>,
 }
 
 fn zone() -> impl Strategy<Value = GenZone> {
@@ -61,7 +73,22 @@ fn zone() -> impl Strategy<Value = GenZone> {
         any::<bool>(),
         0..3u8,
         prop::collection::vec(
-            (0..5u8, 1..900u16, 0..50u16, prop::option::of(1..1000u32), prop::option::of(1..100u32), any::<bool>()),
+            (
+                0..5u8,
+                1..900u16,
+                0..50u16,
+                prop::option::of(1..1000u32),
+                prop::option::of(1..100u32),
+                any::<bool>(),
+            )
+                .prop_map(|(proto, port, span, rate, connlimit, from)| GenRule {
+                    proto,
+                    port,
+                    span,
+                    rate,
+                    connlimit,
+                    from,
+                }),
             0..5,
         ),
     )
@@ -80,14 +107,22 @@ fn zone() -> impl Strategy<Value = GenZone> {
 fn zone_file(zones: &[GenZone], forward: bool, port_forward: bool, set: bool) -> String {
     let mut t = String::new();
     if set {
-        t.push_str("[sets.pool]\ntype = \"ipv4\"\nelements = [\"192.0.2.1\", \"198.51.100.0/24\"]\n\n");
+        t.push_str(
+            "[sets.pool]\ntype = \"ipv4\"\nelements = [\"192.0.2.1\", \"198.51.100.0/24\"]\n\n",
+        );
     }
     for (i, z) in zones.iter().enumerate() {
         t.push_str(&format!("[zones.z{i}]\n"));
-        let iface = if z.wildcard { format!("wg{i}x*") } else { format!("eth{i}") };
+        let iface = if z.wildcard {
+            format!("wg{i}x*")
+        } else {
+            format!("eth{i}")
+        };
         t.push_str(&format!("interfaces = [\"{iface}\"]\n"));
         if z.sources {
-            t.push_str(&format!("sources = [\"10.{i}.0.0/16\", \"fd00:{i}::/32\"]\n"));
+            t.push_str(&format!(
+                "sources = [\"10.{i}.0.0/16\", \"fd00:{i}::/32\"]\n"
+            ));
         }
         if z.masquerade {
             t.push_str("masquerade = true\n");
@@ -100,15 +135,29 @@ fn zone_file(zones: &[GenZone], forward: bool, port_forward: bool, set: bool) ->
         if forward && i > 0 {
             t.push_str("forward_to = [\"z0\"]\n");
         }
-        for (j, (proto, port, span, rate, connlimit, from)) in z.rules.iter().enumerate() {
+        for (j, r) in z.rules.iter().enumerate() {
+            let GenRule {
+                proto,
+                port,
+                span,
+                rate,
+                connlimit,
+                from,
+            } = r;
             let first = 1000 * (j as u32 + 1) + u32::from(*port);
             let last = first + u32::from(*span);
             t.push_str(&format!("[[zones.z{i}.allow]]\n"));
             match proto {
                 0 => t.push_str(&format!("tcp = {first}\n")),
                 1 => t.push_str(&format!("udp = \"{first}-{last}\"\n")),
-                2 => t.push_str(&format!("tcp = [{first}, \"{}-{}\"]\nudp = {first}\n", last + 1, last + 2)),
-                3 if j == 0 => t.push_str("icmp = [\"echo-request\"]\nicmpv6 = [\"echo-request\", \"echo-reply\"]\n"),
+                2 => t.push_str(&format!(
+                    "tcp = [{first}, \"{}-{}\"]\nudp = {first}\n",
+                    last + 1,
+                    last + 2
+                )),
+                3 if j == 0 => t.push_str(
+                    "icmp = [\"echo-request\"]\nicmpv6 = [\"echo-request\", \"echo-reply\"]\n",
+                ),
                 _ => t.push_str(&format!("tcp = {first}\n")),
             }
             if *from && !z.sources {
@@ -128,7 +177,9 @@ fn zone_file(zones: &[GenZone], forward: bool, port_forward: bool, set: bool) ->
     }
     if port_forward {
         t.push_str("[[port_forward]]\nzone = \"z0\"\nport = 8080\nto = \"10.0.0.9:80\"\n");
-        t.push_str("[[port_forward]]\nzone = \"z0\"\nproto = \"udp\"\nport = 5353\nto = \"fd00::9\"\n");
+        t.push_str(
+            "[[port_forward]]\nzone = \"z0\"\nproto = \"udp\"\nport = 5353\nto = \"fd00::9\"\n",
+        );
     }
     t
 }
@@ -157,7 +208,10 @@ proptest! {
 /// The shipped examples are valid and accepted too.
 #[test]
 fn shipped_files_are_accepted_by_nft() {
-    for (name, text) in [("web-server.toml", EXAMPLE), ("everything.toml", EVERYTHING)] {
+    for (name, text) in [
+        ("web-server.toml", EXAMPLE),
+        ("everything.toml", EVERYTHING),
+    ] {
         let file = ZoneFile::parse(text, name).unwrap();
         Nft::new().check(render(&file).text()).unwrap();
     }

@@ -40,7 +40,10 @@ pub fn rows(reps: u32, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Row>> {
     std::fs::write(&file, zone_file(1000))?;
     let ruleset = render(&ZoneFile::read(&file)?);
     if ruleset.rule_count() != 1000 {
-        bail!("the benchmark zone file renders to {} rules, not 1000", ruleset.rule_count());
+        bail!(
+            "the benchmark zone file renders to {} rules, not 1000",
+            ruleset.rule_count()
+        );
     }
     let ns = Netns::new("bench")?;
     let bench = Bench {
@@ -52,7 +55,8 @@ pub fn rows(reps: u32, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Row>> {
     };
     let mut out = Vec::new();
     if wanted(ROWS[0]) {
-        let (b, o) = bench.side_by_side(reps, Bench::reset, Bench::add_rule_loop, Bench::knft_apply)?;
+        let (b, o) =
+            bench.side_by_side(reps, Bench::reset, Bench::add_rule_loop, Bench::knft_apply)?;
         out.push(row(
             ROWS[0],
             "apply a zone set rendering to 1,000 rules",
@@ -65,7 +69,8 @@ pub fn rows(reps: u32, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Row>> {
     if wanted(ROWS[1]) {
         bench.reset()?;
         bench.knft_apply()?;
-        let (b, o) = bench.side_by_side(reps, Bench::nothing, Bench::list_json, Bench::knft_diff)?;
+        let (b, o) =
+            bench.side_by_side(reps, Bench::nothing, Bench::list_json, Bench::knft_diff)?;
         out.push(row(
             ROWS[1],
             "diff of 1,000 rules against the live table",
@@ -139,7 +144,11 @@ impl<'a> Bench<'a> {
 
     /// No kld table, no state: both sides start from nothing.
     fn reset(&self) -> Result<()> {
-        self.run(Cmd::new("nft").args(["-f", "-"]).stdin_bytes("table inet kld {}\ndelete table inet kld\n"))?;
+        self.run(
+            Cmd::new("nft")
+                .args(["-f", "-"])
+                .stdin_bytes("table inet kld {}\ndelete table inet kld\n"),
+        )?;
         if self.state.exists() {
             std::fs::remove_dir_all(&self.state)?;
         }
@@ -152,13 +161,18 @@ impl<'a> Bench<'a> {
         let expected = self.ruleset.expected();
         let mut skeleton = String::from("table inet kld {\n");
         for set in &expected.sets {
-            skeleton.push_str(&format!("\tset {} {{ type {}; flags interval; }}\n", set.name, set.kind));
+            skeleton.push_str(&format!(
+                "\tset {} {{ type {}; flags interval; }}\n",
+                set.name, set.kind
+            ));
         }
         for chain in &expected.chains {
             skeleton.push_str(&format!("\tchain {} {{\n", chain.name));
             if let Some((kind, hook, policy)) = &chain.base {
                 let prio = if kind == "nat" { "0" } else { "filter" };
-                skeleton.push_str(&format!("\t\ttype {kind} hook {hook} priority {prio}; policy {policy};\n"));
+                skeleton.push_str(&format!(
+                    "\t\ttype {kind} hook {hook} priority {prio}; policy {policy};\n"
+                ));
             }
             skeleton.push_str("\t}\n");
         }
@@ -167,7 +181,11 @@ impl<'a> Bench<'a> {
         for chain in &expected.chains {
             for rule in &chain.rules {
                 let words: Vec<&str> = rule.text.split_whitespace().collect();
-                self.run(Cmd::new("nft").args(["add", "rule", "inet", "kld", &chain.name]).args(words))?;
+                self.run(
+                    Cmd::new("nft")
+                        .args(["add", "rule", "inet", "kld", &chain.name])
+                        .args(words),
+                )?;
             }
         }
         Ok(())

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 fn file_failure(file: &std::path::Path, e: kld_nft::Error) -> Failure {
     let about_file = matches!(e, kld_nft::Error::File(_));
     let f = Failure::from(e);
-    if about_file && !file.extension().is_some_and(|x| x == "toml") {
+    if about_file && file.extension().is_none_or(|x| x != "toml") {
         f.hint("a zone file is TOML; see crates/kld-nft/examples/web-server.toml")
     } else {
         f
@@ -61,7 +61,10 @@ fn diff(fw: &Firewall, a: &FileArg) -> Result<ExitCode, Failure> {
         .diff_file(&a.file)
         .map_err(|e| file_failure(&a.file, e))?;
     if differences.is_empty() {
-        println!("no changes: table inet kld is what {} describes", a.file.display());
+        println!(
+            "no changes: table inet kld is what {} describes",
+            a.file.display()
+        );
     }
     for d in differences {
         println!("{d}");
@@ -131,7 +134,11 @@ fn rollback(fw: &Firewall, a: &DryRun) -> Result<ExitCode, Failure> {
 
 fn show(fw: &Firewall, a: &Show) -> Result<ExitCode, Failure> {
     let live = fw.live()?.ok_or(kld_nft::Error::NoTable)?;
-    let table = if a.sets { sets_table(&live) } else { zones_table(&live) };
+    let table = if a.sets {
+        sets_table(&live)
+    } else {
+        zones_table(&live)
+    };
     table.print(&a.output);
     let human = !(a.output.scripted || a.output.parsable || a.output.json);
     if human {
