@@ -16,6 +16,46 @@ fn replace_header() -> String {
     format!("table {FAMILY} {TABLE} {{}}\ndelete table {FAMILY} {TABLE}\n")
 }
 
+/// A listing with what traffic changes taken out: counter values, and the
+/// elements of kld's dynamic (connection limit) sets, which come and go as
+/// connections do. What remains must be identical after a restore.
+fn comparable(listing: &str) -> String {
+    let mut out = String::with_capacity(listing.len());
+    let mut set: Option<&str> = None;
+    let mut skipping = false;
+    for line in listing.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("set ").and_then(|r| r.strip_suffix(" {")) {
+            set = Some(name);
+        } else if t == "}" {
+            set = None;
+        }
+        let dynamic = set.is_some_and(|s| s.starts_with("kld_conn"));
+        if dynamic && t.starts_with("elements = ") {
+            skipping = !t.ends_with('}');
+            continue;
+        }
+        if skipping {
+            skipping = !t.ends_with('}');
+            continue;
+        }
+        let mut words = line.split(' ').peekable();
+        let mut kept: Vec<&str> = Vec::new();
+        while let Some(w) = words.next() {
+            kept.push(w);
+            if w.ends_with("counter") && words.peek() == Some(&"packets") {
+                // `packets N bytes M`
+                for _ in 0..4 {
+                    words.next();
+                }
+            }
+        }
+        out.push_str(&kept.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
 /// kld's nftables: the `nft` it runs and the state directory it keeps.
 #[derive(Debug, Clone)]
 pub struct Firewall {
@@ -247,7 +287,7 @@ impl Firewall {
             .strip_prefix(&replace_header())
             .unwrap_or(&previous);
         let now = self.nft.list_text()?.unwrap_or_default();
-        if now != saved {
+        if comparable(&now) != comparable(saved) {
             return Err(Error::RestoreMismatch);
         }
         if saved.is_empty() {
@@ -340,5 +380,25 @@ impl Firewall {
             "nft {verb} element {FAMILY} {TABLE} {set} {{ {} }}",
             elements.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_does_not_count_as_a_difference() {
+        let a = "table inet kld {\n\tset kld_conn4_public_1 {\n\t\ttype ipv4_addr\n\t\tflags dynamic\n\
+                 \t\telements = { 192.0.2.2 ct count over 2,\n\t\t\t     192.0.2.3 ct count over 2 }\n\t}\n\
+                 \tset pool {\n\t\telements = { 10.0.0.1 }\n\t}\n\
+                 \tchain in_public {\n\t\tcounter packets 5 bytes 300 drop comment \"x\"\n\t}\n}\n";
+        let b = "table inet kld {\n\tset kld_conn4_public_1 {\n\t\ttype ipv4_addr\n\t\tflags dynamic\n\t}\n\
+                 \tset pool {\n\t\telements = { 10.0.0.1 }\n\t}\n\
+                 \tchain in_public {\n\t\tcounter packets 0 bytes 0 drop comment \"x\"\n\t}\n}\n";
+        assert_eq!(comparable(a), comparable(b));
+        assert!(comparable(a).contains("\t\tcounter drop comment"));
+        let c = b.replace("10.0.0.1", "10.0.0.2");
+        assert_ne!(comparable(&c), comparable(b), "named sets still count");
     }
 }

@@ -389,6 +389,20 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
         let Some((to_addr, to_port)) = c.ok(&fr.to.span(), forward_target(fr.to.get_ref())) else {
             continue;
         };
+        if port_forwards.iter().any(|p: &PortForward| {
+            p.zone == zone.name && p.transport == transport && p.port == port.first
+        }) {
+            c.at(
+                &fr.port.span(),
+                format!(
+                    "zone {} already forwards {} port {}: this port_forward can never match",
+                    zone.name,
+                    transport.nft(),
+                    port.first
+                ),
+            );
+            continue;
+        }
         port_forwards.push(PortForward {
             zone: zone.name.clone(),
             transport,
@@ -861,6 +875,14 @@ interfaces = [\"wg1\"]
         assert!(
             p[0].contains("source 10.0.0.0/8 is in two zones, a and b"),
             "{p:?}"
+        );
+        let forward = "[[port_forward]]\nzone = \"a\"\nport = 80\nto = \"10.0.0.2\"\n";
+        let p = problems(&format!(
+            "[zones.a]\ninterfaces = [\"x\"]\n{forward}{forward}"
+        ));
+        assert_eq!(
+            p,
+            ["z.toml:9:8: zone a already forwards tcp port 80: this port_forward can never match"]
         );
         let p = problems("[zones.a]\ninterfaces = [\"x\"]\n[[zones.a.allow]]\ntcp = 1\nburst = 5\nconnlimit = 0\n");
         assert!(

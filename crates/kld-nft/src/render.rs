@@ -279,7 +279,11 @@ impl ChainOut {
         let mut what = what.replace(['"', '\\'], "'");
         let room = COMMENT_MAX - print.len() - 3;
         if what.len() > room {
-            what.truncate(room - 3);
+            let mut cut = room - 3;
+            while !what.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            what.truncate(cut);
             what.push_str("...");
         }
         self.rules.push(ExpectedRule {
