@@ -329,13 +329,14 @@ fn check(raw: RawFile, c: &mut Checker<'_>) -> ZoneFile {
         let mut allow: Vec<Checked> = Vec::new();
         for r in &zone_raw.allow {
             if let Some(rule) = check_rule(r.get_ref(), &r.span(), &zone_name, &sources, &sets, c) {
-                let parts = rule_matches(&rule, &sources, &sets);
-                check_reachable(&rule, &parts, &r.span(), &allow, c);
-                allow.push(Checked {
+                let checked = Checked {
+                    parts: rule_matches(&rule, &sources, &sets),
+                    ports: port_envelope(&rule),
                     rule,
-                    parts,
                     span: r.span(),
-                });
+                };
+                check_reachable(&checked, &allow, c);
+                allow.push(checked);
             }
         }
         zone_spans.push(span.clone());
@@ -657,26 +658,43 @@ struct Checked {
     rule: Rule,
     parts: Vec<MatchPart>,
     span: Range<usize>,
+    /// The lowest and highest port the rule names, if it names ports.
+    ports: Option<(u16, u16)>,
+}
+
+/// The lowest and highest port of a rule: a rule can only hide another
+/// whose ports lie within its own (a cheap test before the exact one).
+fn port_envelope(rule: &Rule) -> Option<(u16, u16)> {
+    let ranges = rule.ports.iter().flat_map(|(_, p)| p.iter());
+    ranges.fold(None, |acc, r| match acc {
+        None => Some((r.first, r.last)),
+        Some((lo, hi)) => Some((lo.min(r.first), hi.max(r.last))),
+    })
 }
 
 /// Refuses a rule that an earlier unlimited rule of the zone already accepts
 /// entirely: it can never match.
-fn check_reachable(
-    rule: &Rule,
-    parts: &[MatchPart],
-    span: &Range<usize>,
-    earlier: &[Checked],
-    c: &mut Checker<'_>,
-) {
+fn check_reachable(this: &Checked, earlier: &[Checked], c: &mut Checker<'_>) {
     for prev in earlier.iter().filter(|p| p.rule.unlimited()) {
-        let covered = parts.iter().all(|p| prev.parts.iter().any(|q| q.covers(p)));
+        let may_cover = match (prev.ports, this.ports) {
+            (Some((lo, hi)), Some((first, last))) => lo <= first && last <= hi,
+            (None, Some(_)) => false,
+            (_, None) => true,
+        };
+        if !may_cover {
+            continue;
+        }
+        let covered = this
+            .parts
+            .iter()
+            .all(|p| prev.parts.iter().any(|q| q.covers(p)));
         if covered {
             let (line, _) = c.position(prev.span.start);
             c.at(
-                span,
+                &this.span,
                 format!(
                     "this rule ({}) can never match: the rule at line {line} ({}) already accepts all it matches",
-                    rule.label, prev.rule.label
+                    this.rule.label, prev.rule.label
                 ),
             );
             return;
