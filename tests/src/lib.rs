@@ -3,7 +3,10 @@
 //! [`darksite`] keeps a local mirror of real Debian packages for the
 //! darksite tests. [`vm`] boots a real OpenZFS machine under qemu and runs shell scenarios in
 //! it; `cargo xtask vm exec` and the VM tier of `cargo xtask test` use it.
+//! [`netns`] gives host-tier tests network namespaces joined by veth pairs,
+//! and real TCP traffic between them.
 #![deny(missing_docs)]
 
 pub mod darksite;
+pub mod netns;
 pub mod vm;

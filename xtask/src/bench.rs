@@ -2,7 +2,8 @@
 //! side by side in one run, repeated, reported as medians and the ratio
 //! ours / baseline in `target/bench/report.md` and `report.json`.
 //!
-//! ZFS rows run inside the OpenZFS VM: one boot runs every row, alternating
+//! nftables rows run on the host, in a network namespace of their own
+//! ([`nft`]). ZFS rows run inside the OpenZFS VM: one boot runs every row, alternating
 //! baseline and ours on each repetition so that drift hits both alike. Time
 //! inside the VM is read from `/proc/uptime` (busybox `date` has no `%N`),
 //! which is exact to 10 ms: rows are sized to take well over that.
@@ -16,6 +17,8 @@ use kld_tests::vm::{self, Vm};
 use serde::Serialize;
 
 use crate::say;
+
+mod nft;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -281,40 +284,69 @@ struct Measurement {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    crate::vm::prepare()?;
-    let mut boots = Vec::new();
     let wanted_name = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let wanted = |row: &VmRow| wanted_name(row.name);
-    let count = VM_GROUPS
+    let vm_count = VM_GROUPS
         .iter()
         .flat_map(|g| g.rows)
         .filter(|r| wanted(r))
         .count();
-    let host_count = HOST_ROWS.iter().filter(|n| wanted_name(n)).count();
-    if count + host_count == 0 {
+    let nft_count = nft::ROWS.iter().filter(|r| wanted_name(r)).count();
+    let darksite_count = crate::bench_darksite::ROWS
+        .iter()
+        .filter(|r| wanted_name(r))
+        .count();
+    if vm_count + nft_count + darksite_count == 0 {
         bail!(
             "no benchmark row matches {:?}",
             args.only.as_deref().unwrap_or_default()
         );
     }
     let mut rows = Vec::new();
-    if host_count > 0 {
+    if nft_count + darksite_count > 0 {
+        crate::vm::ensure_host_packages()?;
+    }
+    if nft_count > 0 {
         say(&format!(
-            "running {host_count} host rows, {} repetitions each",
+            "running {nft_count} host rows (nftables), {} repetitions each",
+            args.reps
+        ));
+        rows.extend(nft::rows(args.reps, &wanted_name)?);
+    }
+    if darksite_count > 0 {
+        say(&format!(
+            "running {darksite_count} host rows (darksite), {} repetitions each",
             args.reps
         ));
         rows.extend(crate::bench_darksite::rows(args.reps, &wanted_name)?);
     }
     let mut measurements = Vec::new();
-    if count > 0 {
+    if vm_count > 0 {
+        crate::vm::prepare()?;
         say(&format!(
-            "running {count} VM rows, up to {} repetitions each",
+            "running {vm_count} VM rows, up to {} repetitions each",
             args.reps
         ));
-        let (vm, boot) = vm_rows(args.reps, &wanted)?;
-        rows.extend(vm);
-        boots.push(boot);
-        measurements.push(boot_measurement(args.boots, boots)?);
+        let (vm_rows, boot) = vm_rows(args.reps, &wanted)?;
+        rows.extend(vm_rows);
+        let mut boots = vec![boot];
+        for i in 0..args.boots {
+            say(&format!(
+                "measuring boot to script, extra boot {} of {}",
+                i + 1,
+                args.boots
+            ));
+            let run = Vm::new()
+                .without_binaries()
+                .run("true", &mut std::io::sink())?;
+            boots.push(run.boot_to_script);
+        }
+        let boot_runs: Vec<f64> = boots.iter().map(Duration::as_secs_f64).collect();
+        measurements.push(Measurement {
+            name: "vm-boot-to-script".into(),
+            median_s: median(&boot_runs),
+            runs_s: boot_runs,
+        });
     }
     let report = Report {
         api_version: "kld/v1",
@@ -325,30 +357,6 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     };
     write_report(&report)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The host rows (see `bench_darksite`).
-const HOST_ROWS: &[&str] = crate::bench_darksite::ROWS;
-
-/// Boots the VM `extra` more times to measure boot to script.
-fn boot_measurement(extra: u32, mut boots: Vec<Duration>) -> Result<Measurement> {
-    for i in 0..extra {
-        say(&format!(
-            "measuring boot to script, extra boot {} of {}",
-            i + 1,
-            extra
-        ));
-        let run = Vm::new()
-            .without_binaries()
-            .run("true", &mut std::io::sink())?;
-        boots.push(run.boot_to_script);
-    }
-    let boot_runs: Vec<f64> = boots.iter().map(Duration::as_secs_f64).collect();
-    Ok(Measurement {
-        name: "vm-boot-to-script".into(),
-        median_s: median(&boot_runs),
-        runs_s: boot_runs,
-    })
 }
 
 /// Runs every VM row in one boot and collects the timings.

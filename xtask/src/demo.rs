@@ -126,6 +126,38 @@ const TOUR: &[Step] = &[
               kill $pid",
     },
     Step {
+        say: "knft: firewall zones from a TOML file (public: tcp 80, 443 on eth0; management: ssh on wg0)",
+        run: "cat /kld/demo/web-server.toml && knft check -f /kld/demo/web-server.toml",
+    },
+    Step {
+        say: "knft: the exact ruleset it would load (dry run), and what would change",
+        run: "knft apply --dry-run -f /kld/demo/web-server.toml | head -24 && knft diff -f /kld/demo/web-server.toml",
+    },
+    Step {
+        say: "knft: apply in one transaction to table inet kld; another tool's table is untouched",
+        run: "nft add table ip other && knft apply -f /kld/demo/web-server.toml && knft show && nft list tables",
+    },
+    Step {
+        say: "knft: a change that would lock SSH out, applied with --confirm: unconfirmed, it reverts by itself",
+        run: "sed 's/service = \"ssh\"/tcp = 2222/' /kld/demo/web-server.toml > /tmp/lockout.toml \
+              && knft apply --confirm 3 -f /tmp/lockout.toml && knft diff -f /kld/demo/web-server.toml \
+              && sleep 5 && knft diff -f /kld/demo/web-server.toml",
+    },
+    Step {
+        say: "knft: a live set, changed atomically",
+        run: "printf '[sets.lb_pool]\\ntype = \"ipv4\"\\n' > /tmp/pool.toml && cat /kld/demo/web-server.toml >> /tmp/pool.toml \
+              && knft apply -f /tmp/pool.toml && knft set add lb_pool 10.0.0.5 10.0.0.6 && knft show --sets",
+    },
+    Step {
+        say: "knft: a mistake is refused with its place in the file, and nothing changes",
+        run: "sed 's/\"wg0\"/\"eth0\"/' /kld/demo/web-server.toml > /tmp/bad.toml \
+              && { knft apply -f /tmp/bad.toml || echo \"(refused, exit $?)\"; }",
+    },
+    Step {
+        say: "knft: roll back to the ruleset before the last apply",
+        run: "knft rollback && knft show -H",
+    },
+    Step {
         say: "ksnap refuses a hostile name before anything runs",
         run: "ksnap create 'tank/home;reboot' || echo \"(refused, exit $?)\"",
     },
@@ -133,7 +165,11 @@ const TOUR: &[Step] = &[
 
 pub fn run() -> Result<ExitCode> {
     crate::vm::prepare()?;
-    let files = darksite_on_the_host()?;
+    let mut files = darksite_on_the_host()?;
+    files.push((
+        "/kld/demo/web-server.toml".to_owned(),
+        include_bytes!("../../crates/kld-nft/examples/web-server.toml").to_vec(),
+    ));
     say("booting the OpenZFS VM with two blank disks");
     let run = Vm::new()
         .disks(2)

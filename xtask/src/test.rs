@@ -12,8 +12,8 @@ use crate::say;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run only this part: lint (fmt, clippy, doc), unit (unit, host and
-    /// doc tests of every crate), integration (the `tests/` targets: the VM
-    /// tier) or all.
+    /// doc tests of every crate), integration (the `tests/` targets: network
+    /// namespaces on the host, and the VM tier) or all.
     #[arg(long, value_enum, default_value_t = Part::All)]
     only: Part,
 }
@@ -58,7 +58,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     if matches!(part, Part::All | Part::Integration) {
         suites.push((
-            "integration tests (VM tier)",
+            "integration tests (host namespaces and VM tier)",
             vec!["test", "--workspace", "--test", "*"],
         ));
     }

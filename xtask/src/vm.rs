@@ -126,6 +126,12 @@ pub fn prepare_darksite_mirror(sets: &[&str]) -> Result<std::path::PathBuf> {
         .context("preparing the darksite test mirror")
 }
 
+/// Installs the host packages the host-side tasks need (nft, ip), without
+/// building the VM image.
+pub fn ensure_host_packages() -> Result<()> {
+    vm::host::ensure_packages(&[], &mut |m| say(m)).context("installing host packages")
+}
+
 fn exec(args: &ExecArgs) -> Result<ExitCode> {
     let script = std::fs::read_to_string(&args.script)
         .with_context(|| format!("cannot read the script {}", args.script.display()))?;

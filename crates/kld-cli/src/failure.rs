@@ -107,6 +107,27 @@ impl From<kld_darksite::Error> for Failure {
     }
 }
 
+impl From<kld_nft::Error> for Failure {
+    fn from(e: kld_nft::Error) -> Failure {
+        let hint = match &e {
+            kld_nft::Error::Pending { .. } => {
+                Some("`knft confirm` keeps it, `knft rollback` undoes it")
+            }
+            kld_nft::Error::NothingPending => {
+                Some("only `knft apply --confirm SECS` needs confirming")
+            }
+            kld_nft::Error::NoTable => Some("`knft apply -f FILE` creates it"),
+            kld_nft::Error::UnknownSet(_) => Some("`knft show --sets` lists the sets"),
+            _ => None,
+        };
+        Failure {
+            message: e.to_string(),
+            hint: hint.map(str::to_owned),
+            usage: e.is_usage(),
+        }
+    }
+}
+
 /// Runs a binary's body and turns its outcome into output and an exit code.
 pub fn run(binary: &str, body: impl FnOnce() -> Result<ExitCode, Failure>) -> ExitCode {
     match body() {

@@ -134,6 +134,31 @@ impl Cmd {
         self.check(status, &stderr)
     }
 
+    /// Starts the program and does not wait for it: it runs in a process
+    /// group of its own (a terminal's Ctrl-C or hang-up does not reach it),
+    /// with standard input, output and error on `/dev/null`, and outlives
+    /// the caller. Returns its process id. For work that must happen later
+    /// even if the caller is gone (e.g. undoing an unconfirmed change).
+    pub fn spawn_detached(&self) -> Result<u32, Error> {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            command: self.display(),
+            source,
+        })?;
+        Ok(child.id())
+    }
+
     /// Starts the program with the given standard input and output; its
     /// standard error is always a pipe, for the caller to drain.
     pub(crate) fn spawn(&self, stdin: Stdio, stdout: Stdio) -> Result<Child, Error> {
@@ -284,6 +309,36 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(out.stdout_str(), "y /");
+    }
+
+    #[test]
+    fn detached_programs_outlive_the_call_in_their_own_group() {
+        let dir = tempfile_dir();
+        let flag = dir.join("done");
+        // Field 5 of /proc/PID/stat is the process group.
+        let script = format!(
+            "sleep 0.2; read -r _ _ _ _ pgid _ < /proc/$$/stat; echo $pgid > {}",
+            flag.display()
+        );
+        let pid = Cmd::new("sh")
+            .args(["-c", &script])
+            .spawn_detached()
+            .unwrap();
+        for _ in 0..100 {
+            if std::fs::read_to_string(&flag).is_ok_and(|s| !s.trim().is_empty()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pgid = std::fs::read_to_string(&flag).unwrap();
+        assert_eq!(pgid.trim(), pid.to_string(), "a process group of its own");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("kld-exec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

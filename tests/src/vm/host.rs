@@ -26,8 +26,11 @@ pub const HOST_PACKAGES: &[&str] = &[
     // zinject (fault injection) ships only in zfs-test.
     "zfs-test",
     "wireguard-tools",
+    // nft and ip for the VM and the host tier's network namespaces;
+    // systemd-analyze checks kld-nft's boot unit.
     "nftables",
     "iproute2",
+    "systemd",
     // kld-zfs links libzfs_core through libzetta.
     "libzfslinux-dev",
     "pkg-config",

@@ -6,6 +6,7 @@ pub mod kbe;
 pub mod kdarksite;
 pub mod kdf;
 pub mod kdir;
+pub mod knft;
 pub mod ksnap;
 
 /// Every binary's name and its command-line definition.
@@ -17,6 +18,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("kdf", kdf::Cli::command()),
         ("kbe", kbe::Cli::command()),
         ("kdarksite", kdarksite::Cli::command()),
+        ("knft", knft::Cli::command()),
     ]
 }
 
