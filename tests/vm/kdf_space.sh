@@ -17,7 +17,10 @@ zfs snapshot kd/a@two
 zfs snapshot kd/a/deep@x
 head -c 1048576 /dev/zero > /kd/raw/zeros
 zfs clone kd/a@one kd/c
+# Let the pool settle: frees are deferred by up to two transaction groups,
+# and avail moves until they are done (nothing writes after this).
 sync
+zpool sync kd && zpool sync kd && zpool sync kd
 
 # Every number is ZFS's own: compare with zfs list -Hp.
 kdf -H -p -r kd > out
