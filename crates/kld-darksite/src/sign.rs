@@ -270,34 +270,22 @@ impl Signer {
 
     /// `InRelease`: `data` clear-signed.
     pub fn clearsign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
-        Ok(self
-            .home
-            .gpg()
-            .args([
-                "--local-user",
-                &self.fingerprint,
-                "--digest-algo",
-                "SHA512",
-                "--clearsign",
-            ])
-            .stdin_bytes(data.to_vec())
-            .run()?
-            .stdout)
+        self.sign(data, &["--clearsign"])
     }
 
     /// `Release.gpg`: an armored detached signature of `data`.
     pub fn detach_sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign(data, &["--armor", "--detach-sign"])
+    }
+
+    /// Signs `data` (on standard input) with this key, SHA-512, in the form
+    /// `how` asks for.
+    fn sign(&self, data: &[u8], how: &[&str]) -> Result<Vec<u8>, SignError> {
         Ok(self
             .home
             .gpg()
-            .args([
-                "--local-user",
-                &self.fingerprint,
-                "--digest-algo",
-                "SHA512",
-                "--armor",
-                "--detach-sign",
-            ])
+            .args(["--local-user", &self.fingerprint, "--digest-algo", "SHA512"])
+            .args(how)
             .stdin_bytes(data.to_vec())
             .run()?
             .stdout)

@@ -18,6 +18,28 @@ struct Mirror {
     signer: Signer,
 }
 
+/// The mirror's packages after libc6's security update.
+const UPDATED: [(&str, &str, &str); 6] = [
+    (
+        "base-files",
+        "12",
+        "Essential: yes\nPriority: required\nDepends: libc6\n",
+    ),
+    ("libc6", "2.36-9+deb12u1", "Priority: optional\n"),
+    (
+        "apt",
+        "2.6.1",
+        "Priority: important\nDepends: libc6, gpgv | gpgv2\n",
+    ),
+    ("gpgv", "2.2.40-1", "Priority: optional\n"),
+    (
+        "openssh-server",
+        "1:9.2p1-2",
+        "Priority: optional\nPre-Depends: init-system-helpers\nDepends: libc6 (>= 2.36)\n",
+    ),
+    ("init-system-helpers", "1.65", "Priority: optional\n"),
+];
+
 fn deb(name: &str, version: &str, extra: &str, mirror: &Path) -> String {
     let file = format!("pool/main/{}/{name}/{name}_{version}_amd64.deb", &name[..1]);
     let data = format!("not really a deb: {name} {version}").into_bytes();
@@ -213,26 +235,7 @@ fn build_verify_reproduce_corrupt_update_rollback() {
     // A corrupt package on the mirror fails the build by name; the
     // publication in service is untouched.
     let before = tree(&ds.root().join("current/"));
-    mirror.publish(&[
-        (
-            "base-files",
-            "12",
-            "Essential: yes\nPriority: required\nDepends: libc6\n",
-        ),
-        ("libc6", "2.36-9+deb12u1", "Priority: optional\n"),
-        (
-            "apt",
-            "2.6.1",
-            "Priority: important\nDepends: libc6, gpgv | gpgv2\n",
-        ),
-        ("gpgv", "2.2.40-1", "Priority: optional\n"),
-        (
-            "openssh-server",
-            "1:9.2p1-2",
-            "Priority: optional\nPre-Depends: init-system-helpers\nDepends: libc6 (>= 2.36)\n",
-        ),
-        ("init-system-helpers", "1.65", "Priority: optional\n"),
-    ]);
+    mirror.publish(&UPDATED);
     let libc = mirror
         .dir
         .join("pool/main/l/libc6/libc6_2.36-9+deb12u1_amd64.deb");
@@ -253,26 +256,7 @@ fn build_verify_reproduce_corrupt_update_rollback() {
     );
 
     // Fixed upstream: the update fetches only what changed.
-    mirror.publish(&[
-        (
-            "base-files",
-            "12",
-            "Essential: yes\nPriority: required\nDepends: libc6\n",
-        ),
-        ("libc6", "2.36-9+deb12u1", "Priority: optional\n"),
-        (
-            "apt",
-            "2.6.1",
-            "Priority: important\nDepends: libc6, gpgv | gpgv2\n",
-        ),
-        ("gpgv", "2.2.40-1", "Priority: optional\n"),
-        (
-            "openssh-server",
-            "1:9.2p1-2",
-            "Priority: optional\nPre-Depends: init-system-helpers\nDepends: libc6 (>= 2.36)\n",
-        ),
-        ("init-system-helpers", "1.65", "Priority: optional\n"),
-    ]);
+    mirror.publish(&UPDATED);
     let r = build(&ds, &set, &mirror).unwrap();
     assert_eq!(
         (r.release, r.download.fetched, r.download.reused),

@@ -24,11 +24,11 @@ fn main() -> ExitCode {
                     Some(from) => Source::parse(from)?,
                     None => Source::Running,
                 };
-                warn_shared(&bes);
+                warn_running(&bes);
                 execute(&bes.create(&name, &source)?, args.dry_run)
             }
             Command::Activate(args) => {
-                warn_shared(&bes);
+                warn_running(&bes);
                 execute(&bes.activate(&BeName::new(&args.name)?)?, args.dry_run)
             }
             Command::Rollback(args) => execute(&bes.rollback()?, args.dry_run),
@@ -84,7 +84,7 @@ fn execute(change: &Change, dry_run: bool) -> Result<ExitCode, Failure> {
 
 /// Warns when the running system keeps what should travel with a boot
 /// environment (the package database) outside of it.
-fn warn_shared(bes: &BootEnvironments) {
+fn warn_running(bes: &BootEnvironments) {
     if let Ok(warnings) = bes.running_warnings() {
         for w in warnings {
             eprintln!("kbe: warning: {w}");
