@@ -191,9 +191,36 @@ fn qemu_command(
     console: &Path,
     disks: &[PathBuf],
 ) -> Command {
+    let mut cmd = qemu(
+        vm.memory_mib,
+        &image.kernel,
+        initrd,
+        "console=ttyS0 loglevel=4 panic=-1 oops=panic rdinit=/init",
+        console,
+    );
+    for disk in disks {
+        cmd.arg("-drive").arg(format!(
+            "file={},format=raw,if=virtio,cache=unsafe",
+            disk.display()
+        ));
+    }
+    cmd
+}
+
+/// qemu (TCG, two CPUs, no reboot) booting `kernel` and `initrd` with
+/// `append`: the first serial port (the kernel console) goes to `console`,
+/// the second to qemu's standard output, which [`watch`] reads. Disks are
+/// the caller's to add.
+pub(super) fn qemu(
+    memory_mib: u32,
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    console: &Path,
+) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2"]);
-    cmd.arg("-m").arg(vm.memory_mib.to_string());
+    cmd.arg("-m").arg(memory_mib.to_string());
     cmd.args([
         "-nodefaults",
         "-no-user-config",
@@ -201,21 +228,12 @@ fn qemu_command(
         "none",
         "-no-reboot",
     ]);
-    cmd.arg("-kernel").arg(&image.kernel);
+    cmd.arg("-kernel").arg(kernel);
     cmd.arg("-initrd").arg(initrd);
-    cmd.args([
-        "-append",
-        "console=ttyS0 loglevel=4 panic=-1 oops=panic rdinit=/init",
-    ]);
+    cmd.arg("-append").arg(append);
     cmd.arg("-serial")
         .arg(format!("file:{}", console.display()));
     cmd.args(["-serial", "stdio"]);
-    for disk in disks {
-        cmd.arg("-drive").arg(format!(
-            "file={},format=raw,if=virtio,cache=unsafe",
-            disk.display()
-        ));
-    }
     cmd
 }
 

@@ -20,13 +20,12 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use kld_exec::Cmd;
 use sha2::{Digest, Sha256};
 
-use super::boot::{io, nonce, watch};
+use super::boot::{io, nonce, qemu, watch};
 use super::image::hex;
 use super::{build_binaries, cache_dir, host, Run, Vm, VmError};
 
@@ -329,22 +328,14 @@ impl System {
         let nonce = nonce()?;
         let job = self.job_disk(script, &nonce)?;
         let console = self.scratch.path().join("console.log");
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2"])
-            .args(["-m", "2048", "-nodefaults", "-no-user-config"])
-            .args(["-display", "none", "-no-reboot"])
-            .arg("-kernel")
-            .arg(&self.image.kernel)
-            .arg("-initrd")
-            .arg(&self.image.initrd)
-            .args([
-                "-append",
-                "console=ttyS0 root=zfs:AUTO boot=zfs panic=-1 oops=panic",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args(["-serial", "stdio"])
-            .arg("-drive")
+        let mut cmd = qemu(
+            2048,
+            &self.image.kernel,
+            &self.image.initrd,
+            "console=ttyS0 root=zfs:AUTO boot=zfs panic=-1 oops=panic",
+            &console,
+        );
+        cmd.arg("-drive")
             .arg(format!(
                 "file={},format=qcow2,if=virtio,cache=unsafe",
                 self.disk.display()
