@@ -138,7 +138,9 @@ mod tests {
 
     #[test]
     fn promtool_catches_bad_text() {
-        assert!(promtool("# TYPE x gauge\nx 1\n").is_ok());
+        assert!(promtool("# HELP x An x.\n# TYPE x gauge\nx 1\n").is_ok());
+        // Its lint counts: no HELP is an error.
+        assert!(promtool("# TYPE x gauge\nx 1\n").is_err());
         assert!(promtool("x{ 1\n").is_err());
     }
 }

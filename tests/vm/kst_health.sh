@@ -12,6 +12,8 @@ set -eu
 . /kld/run/lib/assert.sh
 set -- $KLD_VM_DISKS
 A=$1 B=$2
+# zpool status names vdevs without /dev/.
+A_VDEV=${A##*/} B_VDEV=${B##*/}
 
 # kst_case NAME WANT_EXIT ARGS...: runs kst in the three formats, checks
 # that each exits WANT_EXIT, and prints the outputs for the host.
@@ -89,7 +91,7 @@ zpool offline health "$B"
 kst_case degraded 1 --check pools
 kst --check pools >/tmp/d.out || true
 same "$(head -n 1 /tmp/d.out)" "pool: health DEGRADED"
-grep -q "^  health: $B is OFFLINE" /tmp/d.out || fail "$(cat /tmp/d.out)"
+grep -q "^  health: $B_VDEV is OFFLINE" /tmp/d.out || fail "$(cat /tmp/d.out)"
 kst --check pools --prometheus | grep -qx 'kld_pool_online{pool="health"} 0'
 zpool online health "$B"
 zpool wait -t resilver health
@@ -97,20 +99,20 @@ zpool clear health
 
 # 4. Checksum errors on one side, found and repaired by a scrub: WARNING
 #    (vdev counters; the scrub repaired data).
-zinject -d "$A" -e checksum -T read -f 100 health
+zinject -d "$A" -e corrupt -T read -f 100 health
 zpool scrub -w health
 zinject -c all
 kst_case repaired 1 --check pools --check scrub
 kst --check pools --check scrub >/tmp/r.out || true
-grep -q "^  health: $A has 0 read, 0 write and [1-9][0-9]* checksum errors" /tmp/r.out ||
+grep -q "^  health: $A_VDEV has 0 read, 0 write and [1-9][0-9]* checksum errors" /tmp/r.out ||
     fail "$(cat /tmp/r.out)"
 grep -q "^  health: the last scrub repaired " /tmp/r.out || fail "$(cat /tmp/r.out)"
 zpool clear health
 
 # 5. Both sides corrupt: the scrub cannot repair, the pool has data errors:
 #    CRITICAL.
-zinject -d "$A" -e checksum -T read -f 100 health
-zinject -d "$B" -e checksum -T read -f 100 health
+zinject -d "$A" -e corrupt -T read -f 100 health
+zinject -d "$B" -e corrupt -T read -f 100 health
 zpool scrub -w health
 zinject -c all
 kst_case data-errors 2 --check pools --check scrub
@@ -119,11 +121,13 @@ grep -q '^CRITICAL pools: .*data errors' /tmp/e.out || fail "$(cat /tmp/e.out)"
 zpool destroy health
 
 # 6. A pool filled past the capacity threshold.
-truncate -s 256M /tmp/full.img
+# (512M: ZFS keeps at least 128M of any pool in reserve.)
+truncate -s 512M /tmp/full.img
 zpool create -O compression=off -O mountpoint=/full full /tmp/full.img
-dd if=/dev/urandom of=/full/blob bs=1M count=150 2>/dev/null
+dd if=/dev/urandom of=/full/blob bs=1M count=120 2>/dev/null || fail "cannot fill pool full"
 zpool sync full
 cap=$(zpool list -H -p -o cap full)
+[ "$cap" -ge 15 ] || fail "pool full is only $cap% full"
 cat >/tmp/full.toml <<EOF
 [pools]
 capacity_warning = $((cap - 10))

@@ -75,6 +75,7 @@ pub(super) fn check(config: &Pools, sources: &Sources) -> Result<CheckResult, Fa
                 );
             }
             if read + write + checksum > 0 {
+                notable.push(format!("{name} {} errors", vdev.name));
                 result.finding(
                     Status::Warning,
                     format!(
