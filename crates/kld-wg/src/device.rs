@@ -73,6 +73,12 @@ impl Iface {
         self.0.parse().expect("checked names are valid")
     }
 
+    /// Whether a link of this name exists in this network namespace (UAPI
+    /// sockets are shared by all namespaces; links are not).
+    pub fn exists(&self) -> bool {
+        std::path::Path::new("/sys/class/net").join(&self.0).exists()
+    }
+
     /// The UAPI socket a userspace implementation serves for it.
     pub fn socket(&self) -> PathBuf {
         PathBuf::from(SOCKET_DIR).join(format!("{}.sock", self.0))
@@ -81,6 +87,9 @@ impl Iface {
     /// Which backend runs it, if it exists: userspace when its UAPI socket
     /// answers, otherwise the kernel.
     pub fn backend(&self) -> Option<Backend> {
+        if !self.exists() {
+            return None;
+        }
         if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
             return Some(Backend::Userspace);
         }
@@ -153,7 +162,7 @@ pub fn list() -> Vec<Iface> {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(iface) = name.strip_suffix(".sock").and_then(|n| Iface::new(n).ok()) {
-                if std::os::unix::net::UnixStream::connect(iface.socket()).is_ok() {
+                if iface.backend() == Some(Backend::Userspace) {
                     out.push(iface);
                 }
             }

@@ -187,12 +187,6 @@ pub fn plan_down(iface: &Iface, config: &Config) -> Vec<Step> {
     steps
 }
 
-fn link_exists(iface: &Iface) -> bool {
-    std::path::Path::new("/sys/class/net")
-        .join(iface.as_str())
-        .exists()
-}
-
 fn create(iface: &Iface) -> Result<(), LinkError> {
     let kernel = Cmd::new("ip")
         .args(["link", "add", "dev", iface.as_str(), "type", "wireguard"])
@@ -241,7 +235,7 @@ fn run_step(iface: &Iface, config: &Config, step: &Step) -> Result<(), LinkError
 /// Brings `iface` up from `config`. If a step fails, the interface is
 /// removed again and the error says so.
 pub fn up(iface: &Iface, config: &Config) -> Result<(), LinkError> {
-    if link_exists(iface) {
+    if iface.exists() {
         return Err(LinkError::State(format!("{iface} already exists")));
     }
     let steps = plan_up(iface, config)?;
@@ -264,7 +258,7 @@ pub fn up(iface: &Iface, config: &Config) -> Result<(), LinkError> {
 
 /// Takes `iface` down (the userspace implementation exits with it).
 pub fn down(iface: &Iface, config: &Config) -> Result<(), LinkError> {
-    if !link_exists(iface) {
+    if !iface.exists() {
         return Err(LinkError::State(format!("{iface} does not exist")));
     }
     for step in plan_down(iface, config) {

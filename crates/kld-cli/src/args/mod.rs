@@ -8,6 +8,7 @@ pub mod kdf;
 pub mod kdir;
 pub mod knft;
 pub mod ksnap;
+pub mod kwg;
 
 /// Every binary's name and its command-line definition.
 pub fn all() -> Vec<(&'static str, clap::Command)> {
@@ -19,6 +20,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("kbe", kbe::Cli::command()),
         ("kdarksite", kdarksite::Cli::command()),
         ("knft", knft::Cli::command()),
+        ("kwg", kwg::Cli::command()),
     ]
 }
 
