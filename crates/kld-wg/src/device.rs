@@ -75,8 +75,14 @@ impl Iface {
 
     /// Whether a link of this name exists in this network namespace (UAPI
     /// sockets are shared by all namespaces; links are not).
+    /// Read from `/proc/thread-self/net/dev`, which follows the calling
+    /// thread's namespace even where `/sys` was mounted for another.
     pub fn exists(&self) -> bool {
-        std::path::Path::new("/sys/class/net").join(&self.0).exists()
+        std::fs::read_to_string("/proc/thread-self/net/dev").is_ok_and(|t| {
+            t.lines()
+                .filter_map(|l| l.split_once(':'))
+                .any(|(name, _)| name.trim() == self.0)
+        })
     }
 
     /// The UAPI socket a userspace implementation serves for it.

@@ -292,6 +292,13 @@ impl Hub {
     pub fn init(&self, init: &HubInit) -> Result<HubState, HubError> {
         let _lock = self.lock()?;
         let (config, state) = self.plan_init(init)?;
+        if let Some(dir) = init.config.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -535,7 +542,7 @@ impl Hub {
     }
 }
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 #[cfg(test)]
 mod tests {

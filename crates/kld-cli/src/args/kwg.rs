@@ -21,7 +21,12 @@ use crate::output::OutputArgs;
 )]
 pub struct Cli {
     /// Where the wg-quick files are.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/etc/wireguard")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/wireguard"
+    )]
     pub config_dir: PathBuf,
     /// Where hubs keep their windows and spokes.
     #[arg(long, global = true, value_name = "DIR", default_value = kld_wg::hub::DEFAULT_STATE_DIR)]

@@ -90,7 +90,8 @@ fn up(cli: &Cli, a: &IfaceArg) -> Result<ExitCode, Failure> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    kld_wg::link::up(&iface, &config).map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
+    kld_wg::link::up(&iface, &config)
+        .map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
     let backend = iface.backend().map_or("?".into(), |b| b.to_string());
     println!("{iface} is up ({backend} WireGuard)");
     Ok(ExitCode::SUCCESS)
@@ -105,7 +106,8 @@ fn down(cli: &Cli, a: &IfaceArg) -> Result<ExitCode, Failure> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    kld_wg::link::down(&iface, &config).map_err(|e| fail(e).context(format!("cannot take {iface} down")))?;
+    kld_wg::link::down(&iface, &config)
+        .map_err(|e| fail(e).context(format!("cannot take {iface} down")))?;
     println!("{iface} is down");
     Ok(ExitCode::SUCCESS)
 }
@@ -137,7 +139,8 @@ fn show(a: &Show) -> Result<ExitCode, Failure> {
             table.push(vec![
                 Cell::text(i.as_str()),
                 Cell::text(p.public_key.to_base64()),
-                p.endpoint.map_or_else(Cell::none, |e| Cell::text(e.to_string())),
+                p.endpoint
+                    .map_or_else(Cell::none, |e| Cell::text(e.to_string())),
                 Cell::list(&ips),
                 p.latest_handshake.map_or_else(Cell::none, Cell::time),
                 p.latest_handshake
@@ -173,9 +176,17 @@ fn apply(cli: &Cli, a: &IfaceArg) -> Result<ExitCode, Failure> {
 
 fn peer_add(cli: &Cli, a: &PeerAdd) -> Result<ExitCode, Failure> {
     let iface = iface(&a.iface)?;
-    let key = a.public_key.parse().map_err(|e| Failure::usage(format!("{}: {e}", a.public_key)))?;
+    let key = a
+        .public_key
+        .parse()
+        .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key)))?;
     let mut allowed_ips = Vec::new();
-    for c in a.allowed_ips.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for c in a
+        .allowed_ips
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         allowed_ips.push(c.parse::<Cidr>().map_err(Failure::usage)?);
     }
     let peer = Peer {
@@ -193,7 +204,10 @@ fn peer_add(cli: &Cli, a: &PeerAdd) -> Result<ExitCode, Failure> {
     probe.add_peer(&peer).map_err(Failure::usage)?;
     edited.add_peer(&peer).map_err(Failure::usage)?;
     if a.dry_run {
-        println!("would add peer {key} to {} and to the live {iface}", path.display());
+        println!(
+            "would add peer {key} to {} and to the live {iface}",
+            path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let live = iface.backend().is_some();
@@ -210,28 +224,40 @@ fn peer_add(cli: &Cli, a: &PeerAdd) -> Result<ExitCode, Failure> {
     println!(
         "added peer {key} to {}{}",
         path.display(),
-        if live { format!(" and the live {iface}") } else { String::new() }
+        if live {
+            format!(" and the live {iface}")
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn peer_remove(cli: &Cli, a: &PeerRemove) -> Result<ExitCode, Failure> {
     let iface = iface(&a.iface)?;
-    let key = a.public_key.parse().map_err(|e| Failure::usage(format!("{}: {e}", a.public_key)))?;
+    let key = a
+        .public_key
+        .parse()
+        .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key)))?;
     let path = conf_path(cli, &iface);
     let mut config = read_conf(cli, &iface)?;
     if !config.remove_peer(&key) {
         return Err(fail(format!("{} has no peer {key}", path.display())));
     }
     if a.dry_run {
-        println!("would remove peer {key} from {} and the live {iface}", path.display());
+        println!(
+            "would remove peer {key} from {} and the live {iface}",
+            path.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let live = iface.backend().is_some();
     if live {
         device::remove_peer(&iface, &key).map_err(fail)?;
     }
-    config.write(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    config
+        .write(&path)
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
     println!("removed peer {key}");
     Ok(ExitCode::SUCCESS)
 }
@@ -276,8 +302,15 @@ fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
     };
     if a.dry_run {
         let (config, state) = hub.plan_init(&init).map_err(hub_failure)?;
-        println!("would write {} (mode 0600, a new private key):", init.config.display());
-        let key = config.interface().private_key.as_ref().map(PrivateKey::to_base64);
+        println!(
+            "would write {} (mode 0600, a new private key):",
+            init.config.display()
+        );
+        let key = config
+            .interface()
+            .private_key
+            .as_ref()
+            .map(PrivateKey::to_base64);
         let text = config.render();
         let text = key.map_or(text.clone(), |k| text.replace(&k, "(new key)"));
         print!("{text}");
@@ -292,7 +325,11 @@ fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
     }
     let state = hub.init(&init).map_err(hub_failure)?;
     let config = Config::read(&state.config).map_err(fail)?;
-    let public = config.interface().private_key.as_ref().map(PrivateKey::public_key);
+    let public = config
+        .interface()
+        .private_key
+        .as_ref()
+        .map(PrivateKey::public_key);
     println!(
         "hub {} on {}: address {} of {}, public key {}",
         hub.iface(),
@@ -301,7 +338,10 @@ fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
         state.network,
         public.map_or("?".into(), |k| k.to_base64())
     );
-    println!("next: `kwg up {0}`, `kwg hub serve {0}`, `kwg enrol open {0}`", hub.iface());
+    println!(
+        "next: `kwg up {0}`, `kwg hub serve {0}`, `kwg enrol open {0}`",
+        hub.iface()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -323,7 +363,12 @@ fn hub_spokes(cli: &Cli, a: &HubSpokes) -> Result<ExitCode, Failure> {
     let state = hub.state().map_err(hub_failure)?;
     let mut table = Table::new(
         "WgSpokeList",
-        &[("NAME", "name"), ("ADDRESS", "address"), ("PEER", "publicKey"), ("JOINED", "joined")],
+        &[
+            ("NAME", "name"),
+            ("ADDRESS", "address"),
+            ("PEER", "publicKey"),
+            ("JOINED", "joined"),
+        ],
     );
     for s in &state.spokes {
         table.push(vec![
@@ -365,7 +410,9 @@ fn enrol_close(cli: &Cli, a: &EnrolClose) -> Result<ExitCode, Failure> {
     if a.dry_run {
         let state = hub.state().map_err(hub_failure)?;
         if !state.windows.iter().any(|w| w.id == a.window) {
-            return Err(hub_failure(kld_wg::hub::HubError::NoWindow(a.window.clone())));
+            return Err(hub_failure(kld_wg::hub::HubError::NoWindow(
+                a.window.clone(),
+            )));
         }
         println!("would close window {}", a.window);
         return Ok(ExitCode::SUCCESS);
@@ -422,8 +469,11 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
     let token = Token::decode(&text).map_err(Failure::usage)?;
     let path = conf_path(cli, &iface);
     if path.exists() {
-        return Err(fail(format!("{} exists already: nothing was changed", path.display()))
-            .hint("join with another --iface, or `kwg down` and remove the file first"));
+        return Err(fail(format!(
+            "{} exists already: nothing was changed",
+            path.display()
+        ))
+        .hint("join with another --iface, or `kwg down` and remove the file first"));
     }
     if a.dry_run {
         println!(
@@ -432,14 +482,21 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
             token.enrol,
             token.window,
             path.display(),
-            if a.no_up { String::new() } else { format!(" and bring {iface} up") }
+            if a.no_up {
+                String::new()
+            } else {
+                format!(" and bring {iface} up")
+            }
         );
         return Ok(ExitCode::SUCCESS);
     }
     let key = PrivateKey::generate();
     let name = a.name.clone().unwrap_or_else(host_name);
-    let allocation = kld_wg::enrol::join(&token, &key, &name, kld_wg::now())
-        .map_err(|e| fail(e).context("cannot join").hint("nothing was changed on this host"))?;
+    let allocation = kld_wg::enrol::join(&token, &key, &name, kld_wg::now()).map_err(|e| {
+        fail(e)
+            .context("cannot join")
+            .hint("nothing was changed on this host")
+    })?;
     let interface = Interface {
         addresses: vec![allocation.address],
         private_key: Some(key),
@@ -454,11 +511,26 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
     let config = Config::new(&interface, &[hub_peer]);
     std::fs::create_dir_all(&cli.config_dir)
         .and_then(|()| config.write(&path))
-        .map_err(|e| fail(format!("joined as {}, but cannot write {}: {e}", allocation.address, path.display()))
-            .hint(format!("on the hub: `kwg revoke {}`, then join again", allocation.address.addr)))?;
-    println!("joined hub {} as {} ({})", token.hub_key, allocation.address, path.display());
+        .map_err(|e| {
+            fail(format!(
+                "joined as {}, but cannot write {}: {e}",
+                allocation.address,
+                path.display()
+            ))
+            .hint(format!(
+                "on the hub: `kwg revoke {}`, then join again",
+                allocation.address.addr
+            ))
+        })?;
+    println!(
+        "joined hub {} as {} ({})",
+        token.hub_key,
+        allocation.address,
+        path.display()
+    );
     if !a.no_up {
-        kld_wg::link::up(&iface, &config).map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
+        kld_wg::link::up(&iface, &config)
+            .map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
         println!("{iface} is up");
     }
     Ok(ExitCode::SUCCESS)
@@ -469,10 +541,16 @@ fn revoke(cli: &Cli, a: &Revoke) -> Result<ExitCode, Failure> {
     if a.dry_run {
         let state = hub.state().map_err(hub_failure)?;
         let s = hub.find(&state, &a.peer).map_err(hub_failure)?;
-        println!("would revoke {} ({}, {}) live and in the file", s.public_key, s.address, s.name);
+        println!(
+            "would revoke {} ({}, {}) live and in the file",
+            s.public_key, s.address, s.name
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let s = hub.revoke(&a.peer).map_err(hub_failure)?;
-    println!("revoked {} ({}); its address is free again", s.public_key, s.address);
+    println!(
+        "revoked {} ({}); its address is free again",
+        s.public_key, s.address
+    );
     Ok(ExitCode::SUCCESS)
 }
