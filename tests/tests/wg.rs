@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use kld_exec::Output;
+use kld_exec::{Cmd, Output};
 use kld_tests::netns::{connect, veth, Netns, Server};
 use kld_wg::enrol::{check_answer, exchange, JoinRequest};
 use kld_wg::key::PrivateKey;
@@ -385,4 +385,88 @@ fn the_systemd_units_are_valid() {
         cmd = cmd.arg(tmp.path().join(instance));
     }
     cmd.run().unwrap();
+}
+
+/// Files kld writes (a hub's, with peers, and one using every key) are
+/// accepted by `wg-quick strip`, whose output is what `Config::strip`
+/// gives, and by `wg setconf` on a live wireguard-go device.
+#[test]
+fn files_kld_writes_are_accepted_by_wg_quick_strip_and_wg_setconf() {
+    use kld_wg::conf::{Config, Interface, Peer};
+    use kld_wg::key::PresharedKey;
+    let host = Host::new("wgf", &format!("kf{}", tag()));
+    let dir = host.dir.path().join("etc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let every_key = Interface {
+        addresses: vec![
+            "10.9.0.1/24".parse().unwrap(),
+            "fd00:9::1/64".parse().unwrap(),
+        ],
+        listen_port: Some(51999),
+        private_key: Some(PrivateKey::generate()),
+        dns: vec!["192.0.2.53".into(), "example.com".into()],
+        mtu: Some(1380),
+        table: Some("off".into()),
+        fwmark: Some("0x42".into()),
+        pre_up: vec!["true".into()],
+        post_up: vec!["echo up %i".into()],
+        pre_down: vec!["true".into()],
+        post_down: vec!["echo down %i".into()],
+        save_config: Some(false),
+    };
+    let peers: Vec<Peer> = (0..3)
+        .map(|i| Peer {
+            preshared_key: (i == 0).then(PresharedKey::generate),
+            allowed_ips: vec![format!("10.9.0.{}/32", i + 2).parse().unwrap()],
+            endpoint: (i == 1).then(|| "192.0.2.7:51820".to_owned()),
+            persistent_keepalive: (i == 2).then_some(25),
+            ..Peer::new(PrivateKey::generate().public_key())
+        })
+        .collect();
+    let mut edited = Config::new(&every_key, &peers);
+    edited.remove_peer(&peers[1].public_key);
+    let configs = [Config::new(&every_key, &peers), edited];
+    // A live device to load them into.
+    let minimal = Config::new(
+        &Interface {
+            private_key: Some(PrivateKey::generate()),
+            ..Interface::default()
+        },
+        &[],
+    );
+    minimal.write(&host.conf()).unwrap();
+    host.ok(&["up", &host.iface]);
+    for config in &configs {
+        let path = dir.join("check.conf");
+        config.write(&path).unwrap();
+        let stripped = Cmd::new("wg-quick")
+            .arg("strip")
+            .arg(&path)
+            .run()
+            .unwrap()
+            .stdout_str();
+        // wg-quick prints one more newline at the end.
+        assert_eq!(stripped.trim_end(), config.strip().trim_end());
+        host.ns
+            .cmd("wg")
+            .args(["setconf", &host.iface, "/dev/stdin"])
+            .stdin_bytes(stripped)
+            .run()
+            .unwrap();
+        let dump = host
+            .ns
+            .cmd("wg")
+            .args(["show", &host.iface, "dump"])
+            .run()
+            .unwrap()
+            .stdout_str();
+        assert_eq!(dump.lines().count(), 1 + config.peers().len(), "{dump}");
+        for p in config.peers() {
+            assert!(dump.contains(&p.public_key.to_base64()), "{dump}");
+        }
+        assert!(
+            dump.lines().next().unwrap().contains("\t51999\t0x42"),
+            "{dump}"
+        );
+    }
 }

@@ -378,29 +378,18 @@ impl Config {
         self.lines.iter().map(|l| l.raw.as_str()).collect()
     }
 
-    /// The text `wg setconf` accepts: the keys wg knows, nothing wg-quick
-    /// alone reads (as `wg-quick strip` prints).
+    /// The text `wg setconf` accepts, exactly as `wg-quick strip` prints
+    /// it: every line but those holding keys only wg-quick reads.
     pub fn strip(&self) -> String {
-        let mut out = String::new();
-        for l in &self.lines {
-            match &l.kind {
-                Kind::Header(Section::Interface) => out.push_str("[Interface]\n"),
-                Kind::Header(Section::Peer) => out.push_str("[Peer]\n"),
-                Kind::Entry {
-                    section,
-                    key,
-                    value,
-                } => {
-                    let wg_quick_only = *section == Section::Interface
-                        && !matches!(key.as_str(), "ListenPort" | "PrivateKey" | "FwMark");
-                    if !wg_quick_only {
-                        out.push_str(&format!("{key} = {value}\n"));
-                    }
-                }
-                Kind::Other => {}
-            }
-        }
-        out
+        let wg_quick_only = |l: &Line| {
+            matches!(&l.kind, Kind::Entry { section: Section::Interface, key, .. }
+                if !matches!(key.as_str(), "ListenPort" | "PrivateKey" | "FwMark"))
+        };
+        self.lines
+            .iter()
+            .filter(|l| !wg_quick_only(l))
+            .map(|l| l.raw.as_str())
+            .collect()
     }
 
     /// Appends a peer section. Refused if the key is already there.
