@@ -17,8 +17,9 @@ mkdir -p hub/etc spoke/etc
 $H hub init wg0 --network fd00:250::/64 --endpoint 192.0.2.1
 $H up wg0 | grep -q "kernel WireGuard"
 ip -n hub -d link show wg0 | grep -q wireguard
-$H hub serve wg0 2>serve.log &
+$H hub serve wg0 >serve.log 2>&1 &
 serve=$!
+trap 'kill $serve 2>/dev/null || true' EXIT
 token=$($H enrol open wg0 --joins 1 --for 10m)
 i=0
 until $S join --iface wg0 --name spoke "$token" >join.out 2>join.err; do
