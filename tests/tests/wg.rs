@@ -151,9 +151,13 @@ impl Star {
         let serve = spawn(&hub);
         // Wait until it answers.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while connect(&s1.ns, "192.0.2.1:51821", Duration::from_secs(1)).is_err()
-            && Instant::now() < deadline
-        {
+        let addr = "192.0.2.1:51821".parse().unwrap();
+        let answers = || {
+            s1.ns
+                .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+                .is_ok()
+        };
+        while !answers() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         Star {

@@ -157,9 +157,13 @@ impl Bench<'_> {
 
     fn wait_for_hub(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while kld_tests::netns::connect(self.spoke, "192.0.2.1:51821", Duration::from_secs(1))
-            .is_err()
-        {
+        let addr = "192.0.2.1:51821".parse().expect("an address");
+        let answers = || {
+            self.spoke
+                .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+                .is_ok()
+        };
+        while !answers() {
             if Instant::now() > deadline {
                 bail!("kwg hub serve never answered");
             }
