@@ -264,6 +264,49 @@ fn hub_and_two_spokes_join_talk_refuse_and_revoke() {
     let scripted = hub.ok(&["show", &hub.iface, "-H"]);
     assert_eq!(scripted.lines().count(), 2, "{scripted}");
 
+    // apply (syncconf): with one peer changed in the file, only that peer
+    // is touched; the other keeps its session (same handshake).
+    let handshakes = |json: &serde_json::Value| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["publicKey"].as_str().unwrap().to_owned(),
+                    p["latestHandshake"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = handshakes(&json);
+    let hub_conf = hub
+        .dir
+        .path()
+        .join("etc")
+        .join(format!("{}.conf", hub.iface));
+    let text = std::fs::read_to_string(&hub_conf).unwrap();
+    std::fs::write(
+        &hub_conf,
+        text.replace(
+            "AllowedIPs = 10.250.0.3/32",
+            "AllowedIPs = 10.250.0.3/32, 10.251.0.0/24",
+        ),
+    )
+    .unwrap();
+    let applied = hub.ok(&["apply", &hub.iface, "--dry-run"]);
+    assert_eq!(applied.lines().count(), 1, "{applied}");
+    assert!(applied.starts_with("would update peer"), "{applied}");
+    hub.ok(&["apply", &hub.iface]);
+    let after: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["show", &hub.iface, "--json"])).unwrap();
+    assert_eq!(handshakes(&after), before, "sessions kept");
+    assert!(after.to_string().contains("10.251.0.0/24"));
+    std::fs::write(&hub_conf, text).unwrap();
+    assert!(hub.ok(&["apply", &hub.iface]).contains("update peer"));
+
     // Refusals change nothing on either side.
     let third = Host::new("wgs", &format!("kc{}", tag()));
     veth(&hub.ns, "e3", &third.ns, "e0").unwrap();
@@ -430,16 +473,60 @@ fn files_kld_writes_are_accepted_by_wg_quick_strip_and_wg_setconf() {
     let mut edited = Config::new(&every_key, &peers);
     edited.remove_peer(&peers[1].public_key);
     let configs = [Config::new(&every_key, &peers), edited];
-    // A live device to load them into.
-    let minimal = Config::new(
+    // A live device to load them into, brought up as wg-quick would:
+    // address, MTU, a route for a peer's network outside the address's.
+    let first = Config::new(
         &Interface {
+            addresses: vec!["10.9.0.1/24".parse().unwrap()],
+            mtu: Some(1380),
             private_key: Some(PrivateKey::generate()),
             ..Interface::default()
         },
-        &[],
+        &[Peer {
+            allowed_ips: vec![
+                "10.77.0.0/16".parse().unwrap(),
+                "10.9.0.5/32".parse().unwrap(),
+            ],
+            ..Peer::new(PrivateKey::generate().public_key())
+        }],
     );
-    minimal.write(&host.conf()).unwrap();
+    first.write(&host.conf()).unwrap();
+    let plan = host.ok(&["up", "--dry-run", &host.iface]);
+    assert!(plan.contains("-4 route add 10.77.0.0/16 dev"), "{plan}");
+    assert!(!plan.contains("10.9.0.5"), "covered by the address: {plan}");
+    assert!(!host
+        .ns
+        .cmd("ip")
+        .args(["link"])
+        .run()
+        .unwrap()
+        .stdout_str()
+        .contains(&host.iface));
     host.ok(&["up", &host.iface]);
+    let link = host
+        .ns
+        .cmd("ip")
+        .args(["addr", "show", "dev", &host.iface])
+        .run()
+        .unwrap()
+        .stdout_str();
+    assert!(
+        link.contains("mtu 1380") && link.contains("inet 10.9.0.1/24"),
+        "{link}"
+    );
+    let routes = host
+        .ns
+        .cmd("ip")
+        .args(["route"])
+        .run()
+        .unwrap()
+        .stdout_str();
+    assert!(
+        routes.contains(&format!("10.77.0.0/16 dev {}", host.iface)),
+        "{routes}"
+    );
+    // apply with the file unchanged changes nothing.
+    assert!(host.ok(&["apply", &host.iface]).contains("no changes"));
     for config in &configs {
         let path = dir.join("check.conf");
         config.write(&path).unwrap();

@@ -401,15 +401,20 @@ impl Config {
                 message: format!("peer {} is already in the file", peer.public_key),
             });
         }
-        let mut text = self.render();
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
+        // Only the new section is parsed: the cost does not grow with the
+        // number of peers already in the file.
+        let mut added = Config::parse(&render_peer(peer), "<edit>")?;
+        if let Some(last) = self.lines.last_mut() {
+            if !last.raw.ends_with('\n') {
+                last.raw.push('\n');
+            }
+            self.lines.push(Line {
+                raw: "\n".into(),
+                kind: Kind::Other,
+            });
         }
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&render_peer(peer));
-        *self = Config::parse(&text, "<edit>")?;
+        self.lines.append(&mut added.lines);
+        self.peers.append(&mut added.peers);
         Ok(())
     }
 

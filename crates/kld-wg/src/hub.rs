@@ -237,7 +237,7 @@ impl Hub {
 
     fn save(&self, state: &HubState) -> Result<(), HubError> {
         let path = self.state_path();
-        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        let text = serde_json::to_string(state).expect("state serialises");
         write_atomic(&path, text.as_bytes()).map_err(io(&path))
     }
 
@@ -316,8 +316,7 @@ impl Hub {
         Ok(state)
     }
 
-    fn hub_key(&self, state: &HubState) -> Result<PrivateKey, HubError> {
-        let config = Config::read(&state.config)?;
+    fn hub_key(&self, state: &HubState, config: &Config) -> Result<PrivateKey, HubError> {
         config
             .interface()
             .private_key
@@ -333,7 +332,7 @@ impl Hub {
     pub fn open_window(&self, secs: u64, joins: u32, now: u64) -> Result<Token, HubError> {
         let _lock = self.lock()?;
         let mut state = self.state()?;
-        let key = self.hub_key(&state)?;
+        let key = self.hub_key(&state, &Config::read(&state.config)?)?;
         let token = Token::generate(state.enrol.clone(), key.public_key());
         state.windows.push(Window {
             id: token.window.clone(),
@@ -369,7 +368,8 @@ impl Hub {
         };
         let _lock = self.lock()?;
         let mut state = self.state()?;
-        let key = self.hub_key(&state)?;
+        let before = Config::read(&state.config)?;
+        let key = self.hub_key(&state, &before)?;
         if req.hub != key.public_key() {
             return refuse("the token names another hub");
         }
@@ -422,7 +422,6 @@ impl Hub {
         };
         // File, then live device, then state; undo the earlier ones if a
         // later one fails.
-        let before = Config::read(&state.config)?;
         let mut after = before.clone();
         after.add_peer(&peer)?;
         after.write(&state.config).map_err(io(&state.config))?;
