@@ -3,7 +3,7 @@
 //! advisory lock that serialises changes to a state directory.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes` atomically; the file is `0600` from its
@@ -67,5 +67,3 @@ impl DirLock {
         &self.path
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -540,8 +541,6 @@ impl Hub {
         outcome
     }
 }
-
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 #[cfg(test)]
 mod tests {
