@@ -2,8 +2,8 @@
 //! side by side in one run, repeated, reported as medians and the ratio
 //! ours / baseline in `target/bench/report.md` and `report.json`.
 //!
-//! nftables rows run on the host, in a network namespace of their own
-//! ([`nft`]). ZFS rows run inside the OpenZFS VM: one boot runs every row, alternating
+//! nftables and WireGuard rows run on the host, in network namespaces of
+//! their own ([`nft`], [`wg`]). ZFS rows run inside the OpenZFS VM: one boot runs every row, alternating
 //! baseline and ours on each repetition so that drift hits both alike. Time
 //! inside the VM is read from `/proc/uptime` (busybox `date` has no `%N`),
 //! which is exact to 10 ms: rows are sized to take well over that.
@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::say;
 
 mod nft;
+mod wg;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -324,18 +325,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .filter(|r| wanted(r))
         .count();
     let nft_count = nft::ROWS.iter().filter(|r| wanted_name(r)).count();
+    let wg_count = wg::ROWS.iter().filter(|r| wanted_name(r)).count();
     let darksite_count = crate::bench_darksite::ROWS
         .iter()
         .filter(|r| wanted_name(r))
         .count();
-    if vm_count + nft_count + darksite_count == 0 {
+    if vm_count + nft_count + wg_count + darksite_count == 0 {
         bail!(
             "no benchmark row matches {:?}",
             args.only.as_deref().unwrap_or_default()
         );
     }
     let mut rows = Vec::new();
-    if nft_count + darksite_count > 0 {
+    if nft_count + wg_count + darksite_count > 0 {
         crate::vm::ensure_host_packages()?;
     }
     if nft_count > 0 {
@@ -344,6 +346,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             args.reps
         ));
         rows.extend(nft::rows(args.reps, &wanted_name)?);
+    }
+    if wg_count > 0 {
+        say(&format!(
+            "running {wg_count} host rows (WireGuard), {} repetitions each",
+            args.reps
+        ));
+        rows.extend(wg::rows(args.reps, &wanted_name)?);
     }
     if darksite_count > 0 {
         say(&format!(

@@ -170,6 +170,41 @@ const TOUR: &[Step] = &[
               && zpool online tank ${KLD_VM_DISKS##* }",
     },
     Step {
+        say: "kwg: keys exactly as wg makes them (kwg pubkey and wg pubkey agree)",
+        run: "kwg genkey > /tmp/demo.key && kwg pubkey < /tmp/demo.key && wg pubkey < /tmp/demo.key",
+    },
+    Step {
+        say: "kwg: a hub and a spoke, each in a network namespace; the hub gets a key, a file and kernel WireGuard",
+        run: "ip netns add hub && ip netns add spoke && ip link add e0 netns hub type veth peer name e0 netns spoke \
+              && ip -n hub addr add 192.0.2.1/24 dev e0 && ip -n spoke addr add 192.0.2.2/24 dev e0 \
+              && ip -n hub link set e0 up && ip -n spoke link set e0 up \
+              && ip netns exec hub kwg hub init wg0 --network 10.250.0.0/16 --endpoint 192.0.2.1 \
+              && ip netns exec hub kwg up wg0",
+    },
+    Step {
+        say: "kwg: open an enrolment window for one join; the spoke joins with its token (its key never leaves it)",
+        run: "{ ip netns exec hub kwg hub serve wg0 >/tmp/serve.log 2>&1 & echo $! > /tmp/serve.pid; } \
+              && ip netns exec hub kwg enrol open wg0 --joins 1 --for 10m > /tmp/token && sleep 1 \
+              && ip netns exec spoke kwg --config-dir /tmp/spoke join --iface wg0 - < /tmp/token \
+              && ip netns exec hub kwg enrol list wg0",
+    },
+    Step {
+        say: "kwg show: a real handshake, transfer counts, the peer up",
+        run: "ip netns exec spoke ping -c 2 10.250.0.1 && ip netns exec hub kwg show",
+    },
+    Step {
+        say: "kwg: the same token again is refused, and nothing changes",
+        run: "ip netns exec spoke kwg --config-dir /tmp/other join --iface wg1 - < /tmp/token \
+              || echo \"(refused, exit $?)\"; ip netns exec hub kwg hub spokes wg0",
+    },
+    Step {
+        say: "kwg revoke: live and in the file; the spoke no longer reaches the hub",
+        run: "ip netns exec hub kwg revoke --iface wg0 10.250.0.2 \
+              && { ip netns exec spoke ping -c 1 -W 2 10.250.0.1 || echo '(no longer reaches the hub)'; } \
+              && kill $(cat /tmp/serve.pid) && ip netns exec spoke kwg --config-dir /tmp/spoke down wg0 \
+              && ip netns exec hub kwg down wg0 && ip netns del hub && ip netns del spoke",
+    },
+    Step {
         say: "ksnap refuses a hostile name before anything runs",
         run: "ksnap create 'tank/home;reboot' || echo \"(refused, exit $?)\"",
     },

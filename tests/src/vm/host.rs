@@ -25,7 +25,12 @@ pub const HOST_PACKAGES: &[&str] = &[
     "zfsutils-linux",
     // zinject (fault injection) ships only in zfs-test.
     "zfs-test",
+    // wg in the VM and, on the host, the oracle for kld-wg's keys and
+    // files (wg genkey/pubkey/genpsk, wg-quick strip, wg setconf).
     "wireguard-tools",
+    // kld-wg's host tier and bench: userspace WireGuard in namespaces (the
+    // host kernel has none).
+    "wireguard-go",
     // nft and ip for the VM and the host tier's network namespaces;
     // systemd-analyze checks kld-nft's boot unit.
     "nftables",

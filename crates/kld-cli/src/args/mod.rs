@@ -9,6 +9,7 @@ pub mod kdir;
 pub mod knft;
 pub mod ksnap;
 pub mod kst;
+pub mod kwg;
 
 /// Every binary's name and its command-line definition.
 pub fn all() -> Vec<(&'static str, clap::Command)> {
@@ -21,6 +22,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("kdarksite", kdarksite::Cli::command()),
         ("knft", knft::Cli::command()),
         ("kst", kst::Cli::command()),
+        ("kwg", kwg::Cli::command()),
     ]
 }
 
