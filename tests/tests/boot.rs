@@ -62,3 +62,42 @@ fn a_new_boot_environment_boots_and_rollback_returns() {
     );
     assert!(out.contains("running: a"), "{out}");
 }
+
+/// The Debian package `cargo xtask dist` builds installs on the booted
+/// ZFS-on-root host with `dpkg -i` (no network: what it depends on is in
+/// the image), its binaries run from /usr/bin, and its units are loaded and
+/// enabled. Further checks of the package's units on a live systemd (a
+/// timer firing, say) go in this boot's script.
+#[test]
+fn the_package_installs_on_the_booted_host() {
+    let deb = kld_tests::dist::package().expect("cargo xtask dist");
+    let image = SystemImage::ensure(&mut |m| eprintln!("boot tier: {m}")).expect("system image");
+    let system = System::new(&image)
+        .expect("a fresh system disk")
+        .with_file(&deb);
+    let name = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    let out = boot(
+        &system,
+        &format!(
+            r#"
+        dpkg -i /run/kld-job/files/{name}
+        [ "$(dpkg-query -W -f '${{Status}}' kld)" = "install ok installed" ]
+        /usr/bin/ksnap --version
+        echo "installed kbe says: $(/usr/bin/kbe current)"
+        for unit in $(dpkg-query -L kld | grep '^/lib/systemd/system/.'); do
+            unit=${{unit##*/}}
+            echo "$unit: $(systemctl show -P LoadState "$unit") $(systemctl is-enabled "$unit")"
+        done
+        # No zones applied yet: the boot unit is skipped, not failed.
+        systemctl start kld-nft.service
+        echo "kld-nft.service condition: $(systemctl show -P ConditionResult kld-nft.service)"
+        "#
+        ),
+    );
+    assert!(out.contains("installed kbe says: a"), "{out}");
+    assert!(out.contains("kld-nft.service: loaded enabled"), "{out}");
+    assert!(out.contains("kld-nft.service condition: no"), "{out}");
+}

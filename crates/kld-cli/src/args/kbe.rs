@@ -45,6 +45,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// (ZFSBootMenu and Debian's root=zfs:AUTO read it).
 #[derive(Debug, Parser)]
 #[command(
+    name = "kbe",
     version = super::VERSION,
     after_long_help = super::examples(EXAMPLES),
     term_width = 80,

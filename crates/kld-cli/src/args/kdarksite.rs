@@ -44,6 +44,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// main` or the same over `kdarksite serve`.
 #[derive(Debug, Parser)]
 #[command(
+    name = "kdarksite",
     version = super::VERSION,
     after_long_help = super::examples(EXAMPLES),
     term_width = 80

@@ -29,6 +29,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// pool. People also get each pool's totals; scripts get them with --pools.
 #[derive(Debug, Parser)]
 #[command(
+    name = "kdf",
     version = super::VERSION,
     after_long_help = super::examples(EXAMPLES),
     term_width = 80

@@ -38,6 +38,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// snapshot and rollback; choose its parent with --parent.
 #[derive(Debug, Parser)]
 #[command(
+    name = "kdir",
     version = super::VERSION,
     after_long_help = super::examples(EXAMPLES),
     term_width = 80

@@ -34,6 +34,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// lives in --state-dir.
 #[derive(Debug, Parser)]
 #[command(
+    name = "knft",
     version = super::VERSION,
     after_long_help = super::examples(EXAMPLES),
     term_width = 80,

@@ -40,6 +40,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 /// group. `ksnap TARGET [LABEL]` is short for `ksnap create -l LABEL TARGET`.
 #[derive(Debug, Parser)]
 #[command(
+    name = "ksnap",
     version = super::VERSION,
     after_long_help = super::examples(EXAMPLES),
     term_width = 80,

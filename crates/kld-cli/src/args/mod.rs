@@ -54,7 +54,8 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
 
 #[cfg(test)]
 mod tests {
-    /// Every binary's --version names the version and the commit.
+    /// Every binary's --version names the binary, the version and the
+    /// commit.
     #[test]
     fn version_names_the_commit() {
         let commit = env!("KLD_GIT_COMMIT");
@@ -62,7 +63,7 @@ mod tests {
         for (name, cmd) in super::all() {
             let version = cmd.render_version();
             assert!(
-                version.contains(env!("CARGO_PKG_VERSION")) && version.contains(commit),
+                version.trim() == format!("{name} {} (commit {commit})", env!("CARGO_PKG_VERSION")),
                 "{name}: {version}"
             );
         }
