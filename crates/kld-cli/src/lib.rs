@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod failure;
+pub mod health;
 pub mod migrate;
 pub mod output;
 pub mod target;

@@ -104,6 +104,25 @@ pub fn parse_stamp(text: &str) -> Option<u64> {
     )
 }
 
+/// Reads a time in C's `ctime` format (`Tue Nov 24 07:22:19 2026`, as
+/// `zpool status` prints it) as UTC.
+pub fn parse_ctime(text: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [_weekday, month, day, clock, year] = fields[..] else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let mut hms = clock.split(':').map(|n| n.parse::<u32>().ok());
+    let (h, mi, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() {
+        return None;
+    }
+    from_civil(year.parse().ok()?, month, day.parse().ok()?, h, mi, s)
+}
+
 /// `2026-01-24 15:30:00Z`.
 pub fn iso_utc(epoch: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(epoch);
@@ -175,7 +194,31 @@ mod tests {
         assert_eq!(out.stdout_str().trim(), stamp(1_700_000_000));
     }
 
+    #[test]
+    fn ctime_as_zpool_prints_it() {
+        assert_eq!(
+            parse_ctime("Tue Nov 24 07:22:19 2026"),
+            from_civil(2026, 11, 24, 7, 22, 19)
+        );
+        assert_eq!(
+            parse_ctime("Tue Dec  1 18:00:00 2026"),
+            from_civil(2026, 12, 1, 18, 0, 0)
+        );
+        assert_eq!(parse_ctime("Tue Dec 1 18:00 2026"), None);
+        assert_eq!(parse_ctime("Tue Foo 1 18:00:00 2026"), None);
+    }
+
     proptest! {
+        #[test]
+        fn ctime_round_trips(epoch in 0u64..253_402_300_799) {
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            let (y, mo, d, h, mi, s) = civil(epoch);
+            let text = format!("Mon {} {d:2} {h:02}:{mi:02}:{s:02} {y}", MONTHS[mo as usize - 1]);
+            prop_assert_eq!(parse_ctime(&text), Some(epoch));
+        }
+
         #[test]
         fn stamps_round_trip(epoch in 0u64..253_402_300_799) {
             prop_assert_eq!(parse_stamp(&stamp(epoch)), Some(epoch));
@@ -188,6 +231,7 @@ mod tests {
 
         #[test]
         fn parsers_never_panic(text in "\\PC{0,20}") {
+            let _ = parse_ctime(&text);
             let _ = parse_duration(&text);
             let _ = parse_stamp(&text);
         }

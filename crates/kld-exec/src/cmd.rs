@@ -109,11 +109,20 @@ impl Cmd {
     /// Runs the program to completion, capturing its standard output and
     /// standard error; an exit status other than 0 is an [`Error::Failed`].
     pub fn run(&self) -> Result<Output, Error> {
+        let out = self.run_any_status()?;
+        self.check(out.status, &out.stderr)?;
+        Ok(out)
+    }
+
+    /// Runs the program to completion like [`run`](Self::run), but returns
+    /// its output whatever its exit status, for programs whose status is
+    /// data (`smartctl` reports findings as a bit mask); only failing to
+    /// start it or to read it is an error.
+    pub fn run_any_status(&self) -> Result<Output, Error> {
         let mut child = self.spawn(self.own_stdin(), Stdio::piped())?;
         let feeder = self.feed_stdin(&mut child);
         let out = child.wait_with_output().map_err(|source| self.io(source))?;
         join_feeder(feeder).map_err(|source| self.io(source))?;
-        self.check(out.status, &out.stderr)?;
         Ok(Output {
             status: out.status,
             stdout: out.stdout,

@@ -38,6 +38,7 @@ pub mod parse;
 mod plan;
 mod program;
 pub mod props;
+pub mod scan;
 pub mod send;
 mod zfs;
 

@@ -286,16 +286,32 @@ impl Zfs {
 
     /// `zpool status` of one pool.
     pub fn pool_status(&self, pool: &PoolName) -> Result<PoolStatus> {
-        let out = self
-            .zpool()
-            .args(["status", "-p"])
-            .arg(pool)
-            .run()
-            .map_err(not_found)?;
-        parse_status(&out.stdout_str())?
+        self.status(Some(pool))?
             .into_iter()
             .next()
             .ok_or_else(|| Error::NotFound(format!("pool {pool}")))
+    }
+
+    /// `zpool status` of every imported pool (none is an empty list).
+    pub fn pools_status(&self) -> Result<Vec<PoolStatus>> {
+        self.status(None)
+    }
+
+    /// `zpool status -p [POOL]`, run with `TZ=UTC` so that the times in its
+    /// `scan:` lines are UTC.
+    fn status(&self, pool: Option<&PoolName>) -> Result<Vec<PoolStatus>> {
+        let out = self
+            .zpool()
+            .env("TZ", "UTC")
+            .args(["status", "-p"])
+            .args(pool)
+            .run()
+            .map_err(not_found)?;
+        let text = out.stdout_str();
+        if text.trim() == "no pools available" {
+            return Ok(Vec::new());
+        }
+        Ok(parse_status(&text)?)
     }
 
     /// What changed between a snapshot and the dataset now (or a later

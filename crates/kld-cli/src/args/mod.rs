@@ -8,6 +8,7 @@ pub mod kdf;
 pub mod kdir;
 pub mod knft;
 pub mod ksnap;
+pub mod kst;
 
 /// What every binary's `--version` prints after its name: the package
 /// version and the git commit it was built from (`KLD_GIT_COMMIT`, which
@@ -49,6 +50,7 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("kbe", kbe::Cli::command()),
         ("kdarksite", kdarksite::Cli::command()),
         ("knft", knft::Cli::command()),
+        ("kst", kst::Cli::command()),
     ]
 }
 

@@ -1,0 +1,88 @@
+//! kst: the host's health in one command, in the formats monitoring reads.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kld_cli::args::kst::Cli;
+use kld_cli::health::{self, render, CheckName, Config, Status};
+
+/// Exit status for a bad command line or configuration: UNKNOWN, as a
+/// monitoring plugin reports it (2 would read as CRITICAL).
+const BAD_USAGE: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(BAD_USAGE);
+        }
+    };
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            return fail(
+                &e.to_string(),
+                "see the CONFIGURATION section of kld-cli's README",
+            )
+        }
+    };
+    let checks: Vec<CheckName> = cli
+        .checks
+        .iter()
+        .filter_map(|name| CheckName::parse(name))
+        .collect();
+    let report = health::run(&config, &checks);
+    if !cli.quiet {
+        let text = if cli.json {
+            let mut text = serde_json::to_string_pretty(&render::json(&report))
+                .expect("a report is always JSON");
+            text.push('\n');
+            text
+        } else if cli.prometheus {
+            render::prometheus(&report)
+        } else {
+            render::human(&report)
+        };
+        let written = match &cli.output {
+            Some(path) => write_atomically(path, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display())),
+            None => std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("cannot write the report: {e}")),
+        };
+        if let Err(e) = written {
+            return fail(&e, "check that the directory exists and is writable");
+        }
+    }
+    ExitCode::from(report.status.code())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over
+/// `path` (mode 0644: node_exporter reads it as another user).
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new().prefix(".kst-").tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn fail(message: &str, hint: &str) -> ExitCode {
+    eprintln!("kst: error: {message}");
+    eprintln!("kst: hint: {hint}");
+    ExitCode::from(Status::Unknown.code())
+}
