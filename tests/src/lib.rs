@@ -5,10 +5,12 @@
 //! darksite tests. [`vm`] boots a real OpenZFS machine under qemu and runs shell scenarios in
 //! it; `cargo xtask vm exec` and the VM tier of `cargo xtask test` use it.
 //! [`netns`] gives host-tier tests network namespaces joined by veth pairs,
-//! and real TCP traffic between them.
+//! and real TCP traffic between them. [`kst`] collects and validates kst's
+//! outputs (JSON schema, promtool) from VM and boot-tier runs.
 #![deny(missing_docs)]
 
 pub mod darksite;
 pub mod dist;
+pub mod kst;
 pub mod netns;
 pub mod vm;

@@ -1,7 +1,9 @@
 //! The boot tier: boot environments proven by booting them. A real
 //! ZFS-on-root Debian system boots BE `a` through Debian's zfs initramfs
 //! (`root=zfs:AUTO`), makes and activates BE `b`, and the next boot runs `b`;
-//! `kbe rollback` and another boot bring back `a`.
+//! `kbe rollback` and another boot bring back `a`. kst's services and
+//! boot-environment checks run against that real systemd (over D-Bus) and
+//! those real boot environments.
 
 use kld_tests::vm::system::{System, SystemImage};
 
@@ -35,9 +37,43 @@ fn a_new_boot_environment_boots_and_rollback_returns() {
         kbe activate b
         [ "$(zpool get -H -o value bootfs rpool)" = rpool/ROOT/b ]
         kbe list -v
+        systemd-run --unit=kld-broken --property=Type=oneshot --wait false || true
+        [ "$(systemctl is-failed kld-broken.service)" = failed ]
+        printf '[services]\nunits = ["dbus.service"]\n' > /tmp/kst.toml
+        kst_case() {
+            case=$1; shift
+            for format in human json prometheus; do
+                flag=; [ $format = human ] || flag=--$format
+                code=0; kst $flag "$@" > /tmp/kst.out || code=$?
+                echo "=== kst $case $format exit=$code"; cat /tmp/kst.out; echo "=== end"
+            done
+        }
+        kst_case services --config /tmp/kst.toml --check services
+        kst_case pending --check bootenv
         "#,
     );
     assert!(out.contains("running: a"), "{out}");
+    // The same boot's kst outputs: services from the real systemd over
+    // D-Bus, with a unit that failed; the pending switch to b.
+    check_kst(&out);
+    let json = |case: &str| kst_json(&out, case);
+    let services = json("services");
+    assert_eq!(services["status"], "WARNING", "{services:#}");
+    let check = &services["checks"][0];
+    // Only the failed unit made here is known; the image may have others.
+    let summary = check["summary"].as_str().unwrap();
+    assert!(summary.starts_with("1/1 running, "), "{check:#}");
+    assert!(
+        check["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().starts_with("kld-broken.service failed")),
+        "{check:#}"
+    );
+    let pending = json("pending");
+    assert_eq!(pending["status"], "WARNING", "{pending:#}");
+    assert_eq!(pending["checks"][0]["summary"], "a (next: b)");
 
     let out = boot(
         &system,
@@ -58,9 +94,29 @@ fn a_new_boot_environment_boots_and_rollback_returns() {
         [ "$(kbe current)" = a ]
         [ ! -e /etc/kld-marker ]
         kbe list -H
+        code=0; kst --json --check bootenv --check pools > /tmp/kst.out || code=$?
+        echo "=== kst settled json exit=$code"; cat /tmp/kst.out; echo "=== end"
         "#,
     );
     assert!(out.contains("running: a"), "{out}");
+    check_kst(&out);
+    let settled = kst_json(&out, "settled");
+    assert_eq!(settled["status"], "OK", "{settled:#}");
+    assert_eq!(settled["checks"][1]["summary"], "a", "{settled:#}");
+}
+
+/// Every kst output in `log` is valid (schema, promtool).
+fn check_kst(log: &str) {
+    kld_tests::kst::check_all(log).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The JSON document of `case` in `log`.
+fn kst_json(log: &str, case: &str) -> serde_json::Value {
+    let out = kld_tests::kst::outputs(log)
+        .into_iter()
+        .find(|o| o.case == case && o.format == "json")
+        .unwrap_or_else(|| panic!("no kst JSON for {case} in:\n{log}"));
+    serde_json::from_str(&out.text).unwrap()
 }
 
 /// The Debian package `cargo xtask dist` builds installs on the booted

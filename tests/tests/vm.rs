@@ -50,6 +50,7 @@ macro_rules! scenarios {
 
 scenarios! {
     kbe_environments,
+    kst_health,
     kdf_space,
     kdir_datasets,
     kernel_wireguard,
@@ -57,4 +58,37 @@ scenarios! {
     ksnap_rollback_destroy_prune,
     nftables_drop_and_accept,
     pool_mirror_send_receive_scrub,
+}
+
+/// kst's outputs in `kst_health`: every JSON document follows the shipped
+/// schema and every Prometheus text passes `promtool check metrics`, with
+/// the statuses the scenario expects.
+#[test]
+fn kst_health_outputs_validate() {
+    check("kst_health");
+    let results = RESULTS.as_ref().expect("the batch ran");
+    let log = &results.results["kst_health"].output;
+    let all = kld_tests::kst::check_all(log).unwrap_or_else(|e| panic!("{e}"));
+    let status = |case: &str| {
+        let out = all
+            .iter()
+            .find(|o| o.case == case && o.format == "json")
+            .unwrap_or_else(|| panic!("no JSON output for case {case}"));
+        let doc: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+        doc["status"].as_str().unwrap().to_owned()
+    };
+    for (case, want) in [
+        ("healthy", "OK"),
+        ("asked-for-disks", "UNKNOWN"),
+        ("stale", "CRITICAL"),
+        ("stale-warning", "WARNING"),
+        ("degraded", "WARNING"),
+        ("repaired", "WARNING"),
+        ("data-errors", "CRITICAL"),
+        ("full", "WARNING"),
+        ("full-critical", "CRITICAL"),
+    ] {
+        assert_eq!(status(case), want, "case {case}");
+    }
+    assert_eq!(all.len(), 27, "three formats of nine cases");
 }

@@ -225,6 +225,38 @@ const VM_GROUPS: &[VmGroup] = &[
             },
         ],
     },
+    VmGroup {
+        disks: 1,
+        setup: "zpool create -O mountpoint=none kst $DISK && make_datasets kst 500 \
+                && snapshot_all kst 10 s && zpool scrub -w kst \
+                && [ \"$(zfs list -H -t snapshot -o name -r kst | wc -l)\" -eq 5000 ] \
+                && printf '[[snapshots]]\\ndataset = \"kst\"\\nrecursive = true\\nwarning_age = \"1d\"\\n' \
+                   > /tmp/kst-bench.toml",
+        rows: &[
+            VmRow {
+                name: "kst-500-datasets-5000-snapshots",
+                what: "health check of 500 datasets with 5,000 snapshots",
+                baseline_is: "the queries kst needs, one after another (`zpool status`, `zpool list`, two `zfs list`s)",
+                ours_is: "`kst --json` (pools, scrub and a snapshot policy over all 500 datasets)",
+                prepare: "",
+                baseline: "zpool status -p >/dev/null && zpool list -H -p -o name,size,alloc,cap >/dev/null \
+                           && zfs list -H -p -t filesystem,volume -o name >/dev/null \
+                           && zfs list -H -p -t snapshot -o name,creation,guid >/dev/null",
+                ours: "kst --json --config /tmp/kst-bench.toml >/dev/null || [ $? -le 3 ]",
+                max_reps: 100,
+            },
+            VmRow {
+                name: "kst-vs-slowest-query",
+                what: "the same health check against its slowest query alone",
+                baseline_is: "`zfs list -Hp -t snapshot` of every snapshot (the slowest single query)",
+                ours_is: "`kst --json` (all its queries, concurrently)",
+                prepare: "",
+                baseline: "zfs list -H -p -t snapshot -o name,creation,guid >/dev/null",
+                ours: "kst --json --config /tmp/kst-bench.toml >/dev/null || [ $? -le 3 ]",
+                max_reps: 100,
+            },
+        ],
+    },
 ];
 
 #[derive(Debug, Serialize)]

@@ -158,6 +158,18 @@ const TOUR: &[Step] = &[
         run: "knft rollback && knft show -H",
     },
     Step {
+        say: "kst: the host's health in one line after a scrub (checks without a data source here, \
+              such as SMART in a VM, are skipped and say why)",
+        run: "zpool scrub -w tank && kst",
+    },
+    Step {
+        say: "kst: a disk drops out of the mirror: DEGRADED is WARNING (exit 1), with the details; \
+              the same as Prometheus text for node_exporter",
+        run: "zpool offline tank ${KLD_VM_DISKS##* } && { kst || echo \"(exit $?)\"; } \
+              && kst --check pools --prometheus | grep -E '^kld_(check_status|pool_online)' \
+              && zpool online tank ${KLD_VM_DISKS##* }",
+    },
+    Step {
         say: "ksnap refuses a hostile name before anything runs",
         run: "ksnap create 'tank/home;reboot' || echo \"(refused, exit $?)\"",
     },

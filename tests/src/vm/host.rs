@@ -34,6 +34,8 @@ pub const HOST_PACKAGES: &[&str] = &[
     // kld-zfs links libzfs_core through libzetta.
     "libzfslinux-dev",
     "pkg-config",
+    // promtool (in prometheus) checks kst's Prometheus text.
+    "prometheus",
     // kdarksite: gpg signs a darksite and gpgv checks signatures against
     // Debian's archive keyring; xz compresses indices; mmdebstrap is the
     // offline install that proves a darksite complete.
