@@ -36,7 +36,8 @@ fn lintian_finds_no_errors() {
 /// The package installs with apt into a fresh bookworm, pulling its
 /// dependencies; every binary runs and names its commit; every man page
 /// renders; bash completes subcommands and options; every unit passes
-/// `systemd-analyze verify` and is enabled; removal takes it all away.
+/// `systemd-analyze verify` and is enabled; the default configuration is
+/// conffiles; removal takes the rest away and purge the configuration.
 #[test]
 fn installs_into_a_fresh_bookworm_root() {
     let root = Root::fresh(&mut |m| eprintln!("package tier: {m}")).expect("a bookworm root");
@@ -147,6 +148,24 @@ fn installs_into_a_fresh_bookworm_root() {
         }
     }
 
+    // Default configuration: conffiles under /etc/kld, every one of them
+    // in the package's list, kept on removal and gone on purge.
+    let conffiles = root
+        .run("dpkg-query -W -f '${Conffiles}' kld")
+        .expect("dpkg-query Conffiles");
+    let etc = listed("/etc/kld/");
+    let etc_files: Vec<&String> = etc
+        .iter()
+        .filter(|f| root.path().join(f.trim_start_matches('/')).is_file())
+        .collect();
+    assert!(!etc_files.is_empty(), "no /etc/kld files: {files}");
+    for file in &etc_files {
+        assert!(
+            conffiles.contains(file.as_str()),
+            "{file} is no conffile: {conffiles}"
+        );
+    }
+
     root.run("apt-get remove -y -q kld")
         .expect("apt-get remove kld");
     for bin in &binaries {
@@ -159,6 +178,20 @@ fn installs_into_a_fresh_bookworm_root() {
         root.run("systemctl is-enabled kld-nft.service").is_err(),
         "kld-nft.service is still enabled after removal"
     );
+    for file in &etc_files {
+        assert!(
+            root.path().join(file.trim_start_matches('/')).exists(),
+            "{file} went on remove"
+        );
+    }
+    root.run("apt-get purge -y -q kld")
+        .expect("apt-get purge kld");
+    for file in &etc_files {
+        assert!(
+            !root.path().join(file.trim_start_matches('/')).exists(),
+            "{file} is left after purge"
+        );
+    }
 }
 
 /// The words bash completes `line` to, one a line, with the completion

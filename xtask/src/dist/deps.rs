@@ -35,6 +35,12 @@ pub const TOOLS: &[(&str, Field, &str)] = &[
     ("kdarksite", Field::Recommends, "xz-utils"),
     ("kdarksite", Field::Suggests, "gnupg"),
     ("kdarksite", Field::Suggests, "debian-archive-keyring"),
+    // kst reads pools and snapshots with zfs and zpool; its disks check
+    // reads SMART with smartctl (skipped when missing).
+    ("kst", Field::Depends, "zfsutils-linux"),
+    ("kst", Field::Recommends, "smartmontools"),
+    // kst.timer writes the textfile that node_exporter collects.
+    ("kst", Field::Suggests, "prometheus-node-exporter"),
 ];
 
 /// The relations of the package: each field's packages, in order, without

@@ -557,3 +557,30 @@ mod tests {
         }
     }
 }
+
+/// The commented defaults shipped as /etc/kld/kst.toml (`crates/kld-cli/etc`)
+/// are the defaults, as shipped and with every default uncommented.
+#[cfg(test)]
+mod shipped_defaults {
+    use super::Config;
+
+    const SHIPPED: &str = include_str!("../../etc/kst.toml");
+
+    #[test]
+    fn shipped_file_is_the_default() {
+        assert_eq!(Config::parse(SHIPPED).expect("parses"), Config::default());
+        let uncommented: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with('#') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(uncommented, SHIPPED);
+        assert_eq!(
+            Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}")),
+            Config::default()
+        );
+    }
+}
