@@ -1,6 +1,7 @@
 //! kld's cross-crate scenario tests and the harness they run in.
 //!
-//! [`darksite`] keeps a local mirror of real Debian packages for the
+//! [`dist`] builds the Debian package and fresh bookworm roots to install
+//! it into. [`darksite`] keeps a local mirror of real Debian packages for the
 //! darksite tests. [`vm`] boots a real OpenZFS machine under qemu and runs shell scenarios in
 //! it; `cargo xtask vm exec` and the VM tier of `cargo xtask test` use it.
 //! [`netns`] gives host-tier tests network namespaces joined by veth pairs,
@@ -9,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod darksite;
+pub mod dist;
 pub mod kst;
 pub mod netns;
 pub mod vm;

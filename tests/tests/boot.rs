@@ -118,3 +118,57 @@ fn kst_json(log: &str, case: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no kst JSON for {case} in:\n{log}"));
     serde_json::from_str(&out.text).unwrap()
 }
+
+/// The Debian package `cargo xtask dist` builds installs on the booted
+/// ZFS-on-root host with `dpkg -i` (no network: what it depends on is in
+/// the image), its binaries run from /usr/bin, and its units are loaded and
+/// enabled; kst.timer, started by the installation, fires and the textfile
+/// kst.service writes for node_exporter passes `promtool check metrics`.
+#[test]
+fn the_package_installs_on_the_booted_host() {
+    let deb = kld_tests::dist::package().expect("cargo xtask dist");
+    let image = SystemImage::ensure(&mut |m| eprintln!("boot tier: {m}")).expect("system image");
+    let system = System::new(&image)
+        .expect("a fresh system disk")
+        .with_file(&deb);
+    let name = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    let out = boot(
+        &system,
+        &format!(
+            r#"
+        dpkg -i /run/kld-job/files/{name}
+        [ "$(dpkg-query -W -f '${{Status}}' kld)" = "install ok installed" ]
+        /usr/bin/ksnap --version
+        echo "installed kbe says: $(/usr/bin/kbe current)"
+        for unit in $(dpkg-query -L kld | grep '^/lib/systemd/system/.'); do
+            unit=${{unit##*/}}
+            echo "$unit: $(systemctl show -P LoadState "$unit") $(systemctl is-enabled "$unit")"
+        done
+        # No zones applied yet: the boot unit is skipped, not failed.
+        systemctl start kld-nft.service
+        echo "kld-nft.service condition: $(systemctl show -P ConditionResult kld-nft.service)"
+        # The package started kst.timer: wait until it has run kst once.
+        echo "kst.timer: $(systemctl is-active kst.timer)"
+        prom=/var/lib/prometheus/node-exporter/kst.prom
+        i=0
+        until [ -s $prom ] && [ "$(systemctl show -P ExecMainExitTimestampMonotonic kst.service)" != 0 ]; do
+            i=$((i + 1)); [ $i -le 300 ]; sleep 1
+        done
+        echo "kst.service: $(systemctl show -P Result kst.service)"
+        echo "=== kst timer prometheus exit=$(systemctl show -P ExecMainStatus kst.service)"
+        cat $prom
+        echo "=== end"
+        "#
+        ),
+    );
+    assert!(out.contains("installed kbe says: a"), "{out}");
+    assert!(out.contains("kld-nft.service: loaded enabled"), "{out}");
+    assert!(out.contains("kld-nft.service condition: no"), "{out}");
+    // kst.timer fired and the textfile it wrote passes promtool.
+    assert!(out.contains("kst.timer: active"), "{out}");
+    assert!(out.contains("kst.service: success"), "{out}");
+    check_kst(&out);
+}

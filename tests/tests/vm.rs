@@ -88,8 +88,11 @@ fn kst_health_outputs_validate() {
         ("data-errors", "CRITICAL"),
         ("full", "WARNING"),
         ("full-critical", "CRITICAL"),
+        ("wg-one-down", "WARNING"),
+        ("wg-up", "OK"),
+        ("wg-none", "UNKNOWN"),
     ] {
         assert_eq!(status(case), want, "case {case}");
     }
-    assert_eq!(all.len(), 27, "three formats of nine cases");
+    assert_eq!(all.len(), 36, "three formats of twelve cases");
 }

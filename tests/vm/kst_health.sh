@@ -15,8 +15,9 @@ A=$1 B=$2
 # zpool status names vdevs without /dev/.
 A_VDEV=${A##*/} B_VDEV=${B##*/}
 
-# kst_case NAME WANT_EXIT ARGS...: runs kst in the three formats, checks
-# that each exits WANT_EXIT, and prints the outputs for the host.
+# kst_case NAME WANT_EXIT ARGS...: runs kst (or $KST, e.g. in a network
+# namespace) in the three formats, checks that each exits WANT_EXIT, and
+# prints the outputs for the host.
 kst_case() {
     name=$1 want=$2
     shift 2
@@ -26,7 +27,7 @@ kst_case() {
         *) flag=--$format ;;
         esac
         set +e
-        kst $flag "$@" >/tmp/kst.out 2>/tmp/kst.err
+        ${KST:-kst} $flag "$@" >/tmp/kst.out 2>/tmp/kst.err
         got=$?
         set -e
         echo "=== kst $name $format exit=$got"
@@ -35,7 +36,7 @@ kst_case() {
         [ "$got" -eq "$want" ] || fail "kst $flag $* ($name) exited $got, expected $want: $(cat /tmp/kst.err)"
         [ ! -s /tmp/kst.err ] || fail "kst $flag $* ($name) wrote to stderr: $(cat /tmp/kst.err)"
     done
-    kst -q "$@" >/tmp/kst.out 2>&1 && got=0 || got=$?
+    ${KST:-kst} -q "$@" >/tmp/kst.out 2>&1 && got=0 || got=$?
     [ "$got" -eq "$want" ] || fail "kst -q $* ($name) exited $got, expected $want"
     [ ! -s /tmp/kst.out ] || fail "kst -q printed: $(cat /tmp/kst.out)"
 }
@@ -144,6 +145,45 @@ EOF
 kst_case full-critical 2 --config /tmp/full.toml --check pools
 zpool destroy full
 rm /tmp/full.img
+
+# 7. WireGuard (the kernel module): in namespace a, wg0 has one peer that
+#    completes a real handshake and one that never connected: WARNING; in
+#    b, its one peer is up: OK.
+ip netns add a
+ip netns add b
+ip link add va netns a type veth peer name vb netns b
+ip -n a addr add 192.0.2.1/24 dev va
+ip -n b addr add 192.0.2.2/24 dev vb
+ip -n a link set va up
+ip -n b link set vb up
+wg genkey >/tmp/a.key
+wg genkey >/tmp/b.key
+ip -n a link add wg0 type wireguard
+ip -n b link add wg0 type wireguard
+ghost=$(wg genkey | wg pubkey)
+ip netns exec a wg set wg0 private-key /tmp/a.key listen-port 51820 \
+    peer "$(wg pubkey </tmp/b.key)" allowed-ips 10.9.0.2/32 endpoint 192.0.2.2:51820 \
+    peer "$ghost" allowed-ips 10.9.0.3/32 endpoint 192.0.2.3:51820
+ip netns exec b wg set wg0 private-key /tmp/b.key listen-port 51820 \
+    peer "$(wg pubkey </tmp/a.key)" allowed-ips 10.9.0.1/32 endpoint 192.0.2.1:51820
+ip -n a addr add 10.9.0.1/24 dev wg0
+ip -n b addr add 10.9.0.2/24 dev wg0
+ip -n a link set wg0 up
+ip -n b link set wg0 up
+ip netns exec a ping -c 1 -W 5 10.9.0.2 >/dev/null
+KST="ip netns exec a kst"
+kst_case wg-one-down 1 --check wireguard
+ip netns exec a kst --check wireguard >/tmp/w.out || true
+same "$(head -n 1 /tmp/w.out)" "WG: 1/2 peers up"
+grep -q "^  wg0: peer $ghost has never completed a handshake" /tmp/w.out || fail "$(cat /tmp/w.out)"
+ip netns exec a kst --check wireguard --prometheus | grep -qx 'kld_wireguard_peers_up{interface="wg0"} 1'
+KST="ip netns exec b kst"
+kst_case wg-up 0 --check wireguard
+KST=kst
+# Without interfaces (the root namespace), the check has no data source.
+kst_case wg-none 3 --check wireguard
+ip netns del a
+ip netns del b
 
 # Bad configuration and usage: UNKNOWN (3), never 2, which reads CRITICAL.
 echo 'nonsense = 1' >/tmp/bad.toml

@@ -1,4 +1,4 @@
-//! kld's developer tasks: `cargo xtask test | demo | vm | bench`.
+//! kld's developer tasks: `cargo xtask test | demo | vm | bench | man | dist`.
 //!
 //! Every task installs what it needs itself (Debian packages, the VM image),
 //! so each works from a clean clone on a fresh Debian 12 machine.
@@ -6,6 +6,7 @@
 mod bench;
 mod bench_darksite;
 mod demo;
+mod dist;
 mod man;
 mod test;
 mod vm;
@@ -35,6 +36,8 @@ enum Task {
     Bench(bench::Args),
     /// Generate man pages and shell completions for every kld binary.
     Man(man::Args),
+    /// Build the Debian package (binaries, man pages, completions, units).
+    Dist(dist::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Task::Vm(task) => vm::run(task),
         Task::Bench(args) => bench::run(&args),
         Task::Man(args) => man::run(&args),
+        Task::Dist(args) => dist::run(&args),
     };
     match outcome {
         Ok(code) => code,

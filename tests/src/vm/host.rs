@@ -50,6 +50,11 @@ pub const HOST_PACKAGES: &[&str] = &[
     "xz-utils",
     // The boot tier builds a ZFS-on-root Debian system with it, too.
     "mmdebstrap",
+    // cargo xtask dist: dpkg-deb and dpkg-shlibdeps (dpkg-dev), strip
+    // (binutils); its tests check the package with lintian.
+    "dpkg-dev",
+    "binutils",
+    "lintian",
 ];
 
 const SOURCES: &str = "/etc/apt/sources.list.d/debian.sources";

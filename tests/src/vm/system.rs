@@ -286,6 +286,7 @@ pub struct System {
     scratch: tempfile::TempDir,
     disk: PathBuf,
     binaries: Vec<PathBuf>,
+    files: Vec<PathBuf>,
     timeout: Duration,
 }
 
@@ -311,8 +312,16 @@ impl System {
             scratch,
             disk,
             binaries: build_binaries()?,
+            files: Vec::new(),
             timeout: Duration::from_secs(900),
         })
+    }
+
+    /// Puts a file on the job disk of every boot: the script finds it as
+    /// `/run/kld-job/files/NAME` (e.g. a package to install).
+    pub fn with_file(mut self, path: &Path) -> Self {
+        self.files.push(path.to_owned());
+        self
     }
 
     /// How long one boot may take, script included.
@@ -348,7 +357,8 @@ impl System {
         watch(cmd, &console, &nonce, self.timeout, sink)
     }
 
-    /// An ext4 image holding the script, its environment and the binaries.
+    /// An ext4 image holding the script, its environment, the binaries and
+    /// the files.
     fn job_disk(&self, script: &str, nonce: &str) -> Result<PathBuf, VmError> {
         let dir = self.scratch.path().join("job");
         let _ = std::fs::remove_dir_all(&dir);
@@ -366,6 +376,14 @@ impl System {
             std::fs::copy(bin, dir.join("bin").join(name))
                 .map_err(|source| io(format!("cannot copy {}", bin.display()), source))?;
             size += std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0) * 2;
+        }
+        for file in &self.files {
+            let name = file.file_name().expect("job files are files");
+            let dest = dir.join("files").join(name);
+            std::fs::create_dir_all(dir.join("files"))
+                .and_then(|()| std::fs::copy(file, &dest))
+                .map_err(|source| io(format!("cannot copy {}", file.display()), source))?;
+            size += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0) * 2;
         }
         let img = self.scratch.path().join("job.img");
         let _ = std::fs::remove_file(&img);

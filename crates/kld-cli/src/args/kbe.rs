@@ -7,6 +7,35 @@ use clap::{Parser, Subcommand};
 use crate::output::OutputArgs;
 use crate::time;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Make a boot environment before an upgrade, upgrade it, boot it:",
+        &[
+            "kbe create pre-upgrade-20260101",
+            "kbe mount pre-upgrade-20260101 /mnt/be",
+            "chroot /mnt/be sh -c 'apt-get update && apt-get -y full-upgrade'",
+            "kbe unmount pre-upgrade-20260101",
+            "kbe activate pre-upgrade-20260101",
+        ],
+    ),
+    (
+        "The upgrade went wrong: boot the previous boot environment next:",
+        &["kbe rollback"],
+    ),
+    (
+        "Adopt a golden image received with zfs receive as a boot environment:",
+        &["kbe create golden-v43 rpool/incoming/debian-v43"],
+    ),
+    (
+        "Keep the newest five, and none older than 30 days:",
+        &[
+            "kbe prune --older-than 30d --keep 5 --dry-run",
+            "kbe prune --older-than 30d --keep 5",
+        ],
+    ),
+];
+
 /// Boot environments: a bootable copy of the system before every upgrade,
 /// and the way back.
 ///
@@ -16,7 +45,9 @@ use crate::time;
 /// (ZFSBootMenu and Debian's root=zfs:AUTO read it).
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    name = "kbe",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
     term_width = 80,
     subcommand_required = true,
     arg_required_else_help = true

@@ -6,6 +6,33 @@ use clap::{Parser, Subcommand};
 
 use crate::output::OutputArgs;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Build a signed offline mirror of a package set, for hosts without a\n  \
+         network:",
+        &[
+            "kdarksite resolve server.toml --mirror http://deb.debian.org/debian",
+            "kdarksite build server.toml --mirror http://deb.debian.org/debian \\",
+            "    --out /srv/darksite --key /root/darksite.key",
+        ],
+    ),
+    (
+        "Refresh it later, downloading only what changed:",
+        &[
+            "kdarksite update --dry-run /srv/darksite",
+            "kdarksite update /srv/darksite",
+        ],
+    ),
+    (
+        "Check it and serve it to the LAN:",
+        &[
+            "kdarksite verify /srv/darksite",
+            "kdarksite serve /srv/darksite --listen 0.0.0.0:8080",
+        ],
+    ),
+];
+
 /// Darksites: signed offline APT mirrors that install air-gapped machines.
 ///
 /// A package set (TOML) names a distribution, its suites, components and
@@ -16,7 +43,12 @@ use crate::output::OutputArgs;
 /// `deb [signed-by=DIR/current/kld-darksite.gpg] file:///DIR/current SUITE
 /// main` or the same over `kdarksite serve`.
 #[derive(Debug, Parser)]
-#[command(version, term_width = 80)]
+#[command(
+    name = "kdarksite",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
+    term_width = 80
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

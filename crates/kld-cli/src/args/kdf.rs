@@ -4,6 +4,22 @@ use clap::Parser;
 
 use crate::output::OutputArgs;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Where the space of a pool goes, biggest first:",
+        &["kdf -r -s used rpool"],
+    ),
+    (
+        "What each snapshot of the home datasets holds on its own:",
+        &["kdf --snapshots rpool/home"],
+    ),
+    (
+        "The pools' totals for a monitoring script:",
+        &["kdf --pools --json"],
+    ),
+];
+
 /// Disk space as ZFS accounts it.
 ///
 /// For each dataset: USED (all it holds), AVAIL, REFER (its own data),
@@ -12,7 +28,12 @@ use crate::output::OutputArgs;
 /// and ORIGIN (for clones). With no TARGET, every dataset of every imported
 /// pool. People also get each pool's totals; scripts get them with --pools.
 #[derive(Debug, Parser)]
-#[command(version, term_width = 80)]
+#[command(
+    name = "kdf",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
+    term_width = 80
+)]
 pub struct Cli {
     /// Include every dataset below each target.
     #[arg(short = 'r')]

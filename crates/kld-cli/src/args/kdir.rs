@@ -5,6 +5,25 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use kld_zfs::props::Property;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "A dataset for PostgreSQL's data, tuned for it, before installing it:",
+        &["kdir --preset postgres /srv/pgdata"],
+    ),
+    (
+        "Move a directory that already holds data onto its own dataset:",
+        &[
+            "kdir --migrate --dry-run /var/lib/docker",
+            "kdir --migrate /var/lib/docker",
+        ],
+    ),
+    (
+        "A dataset with its own quota:",
+        &["kdir -o quota=50G /srv/builds"],
+    ),
+];
+
 /// Create a ZFS dataset where a directory would go.
 ///
 /// kdir finds the dataset that holds PATH (by the datasets' mountpoints, so
@@ -18,7 +37,12 @@ use kld_zfs::props::Property;
 /// is refused, since the new dataset would then travel with the OS in every
 /// snapshot and rollback; choose its parent with --parent.
 #[derive(Debug, Parser)]
-#[command(version, term_width = 80)]
+#[command(
+    name = "kdir",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
+    term_width = 80
+)]
 pub struct Cli {
     /// Create missing intermediate datasets too, all or nothing.
     #[arg(short = 'p')]

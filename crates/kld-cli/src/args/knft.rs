@@ -6,6 +6,25 @@ use clap::{Parser, Subcommand};
 
 use crate::output::OutputArgs;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Change the firewall over SSH without locking yourself out: check,\n  \
+         preview, apply with an automatic revert, keep it if SSH still works:",
+        &[
+            "knft check -f /etc/kld/zones.toml",
+            "knft diff -f /etc/kld/zones.toml",
+            "knft apply --confirm 60 -f /etc/kld/zones.toml",
+            "knft confirm",
+        ],
+    ),
+    (
+        "Add a backend to a live set, atomically:",
+        &["knft set add lb_pool 10.0.0.5"],
+    ),
+    ("Undo the last apply:", &["knft rollback"]),
+];
+
 /// nftables zones from a TOML file, applied atomically to kld's own table.
 ///
 /// knft renders a zone file to table `inet kld`, checks it with `nft -c`,
@@ -15,7 +34,9 @@ use crate::output::OutputArgs;
 /// lives in --state-dir.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    name = "knft",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
     term_width = 80,
     subcommand_required = true,
     arg_required_else_help = true

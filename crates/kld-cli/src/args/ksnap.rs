@@ -5,6 +5,33 @@ use clap::{Parser, Subcommand};
 use crate::output::OutputArgs;
 use crate::time;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Snapshot the app and its data in one transaction group before a\n  \
+         deploy, and go back if the deploy goes wrong:",
+        &[
+            "ksnap create -l pre-deploy rpool/srv/app /var/lib/postgresql",
+            "ksnap rollback --destroy-newer rpool/srv/app pre-deploy",
+        ],
+    ),
+    (
+        "See what the deploy changed since that snapshot:",
+        &["ksnap diff /srv/app pre-deploy"],
+    ),
+    (
+        "Keep the newest 24 hourly snapshots of every dataset of the pool:",
+        &[
+            "ksnap prune -r --label hourly --keep 24 --dry-run rpool",
+            "ksnap prune -r --label hourly --keep 24 rpool",
+        ],
+    ),
+    (
+        "List a tree's snapshots for a script (tab-separated, exact numbers):",
+        &["ksnap list -r -H -p rpool/home"],
+    ),
+];
+
 /// Snapshots before a change, and the way back.
 ///
 /// TARGET is a dataset (rpool/home) or a path inside a mounted one
@@ -13,7 +40,9 @@ use crate::time;
 /// group. `ksnap TARGET [LABEL]` is short for `ksnap create -l LABEL TARGET`.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    name = "ksnap",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
     term_width = 80,
     subcommand_required = true,
     arg_required_else_help = true

@@ -4,8 +4,29 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Worked examples, shown at the end of `--help` and in the man page.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Is this host healthy? One line, and the details of what is not OK:",
+        &["kst"],
+    ),
+    (
+        "As a Nagios/Icinga plugin (the exit status is the result):",
+        &["kst -q --check pools --check scrub; echo $?"],
+    ),
+    (
+        "For node_exporter's textfile collector (kst.timer does this every\n  \
+         minute):",
+        &["kst --prometheus --output /var/lib/prometheus/node-exporter/kst.prom"],
+    ),
+    (
+        "Every check with its measured values, for a script:",
+        &["kst --json"],
+    ),
+];
+
 /// The health of this host in one line: pools, scrubs, snapshots,
-/// replication, services, disks and the boot environment.
+/// replication, services, disks, WireGuard and the boot environment.
 ///
 /// Prints one summary line, then the details of every check that is not
 /// OK; --json and --prometheus print every check with its measured values.
@@ -17,7 +38,12 @@ use clap::Parser;
 /// 3 UNKNOWN; the worst check wins (CRITICAL over WARNING over UNKNOWN). A
 /// bad command line or configuration is 3 as well.
 #[derive(Debug, Parser)]
-#[command(version, term_width = 80)]
+#[command(
+    name = "kst",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
+    term_width = 80
+)]
 pub struct Cli {
     /// Thresholds and checks from FILE [default: /etc/kld/kst.toml, whose
     /// absence means the defaults].
@@ -42,12 +68,13 @@ pub struct Cli {
 }
 
 /// The names `--check` accepts.
-pub const CHECK_NAMES: [&str; 7] = [
+pub const CHECK_NAMES: [&str; 8] = [
     "pools",
     "scrub",
     "snapshots",
     "replication",
     "services",
     "disks",
+    "wireguard",
     "bootenv",
 ];

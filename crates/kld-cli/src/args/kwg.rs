@@ -6,6 +6,29 @@ use clap::{Parser, Subcommand};
 
 use crate::output::OutputArgs;
 
+/// Examples from the seeds' backplane: a hub, a window, spokes joining.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "Make this host the hub of a management network, and bring it up:",
+        &[
+            "kwg hub init wg0 --network 10.250.0.0/16 --endpoint hub.example.org",
+            "kwg up wg0 && systemctl enable --now kwg-hub@wg0",
+        ],
+    ),
+    (
+        "Let three workers join in the next 15 minutes (prints the token):",
+        &["kwg enrol open wg0 --joins 3 --for 15m > token"],
+    ),
+    (
+        "On each worker (its private key never leaves it):",
+        &["kwg join --iface wg0 - < token"],
+    ),
+    (
+        "Who is up, and cut one worker off:",
+        &["kwg show -H", "kwg revoke --iface wg0 10.250.0.7"],
+    ),
+];
+
 /// WireGuard: keys, interfaces from wg-quick files, and a hub that spokes
 /// join through a short enrolment window.
 ///
@@ -14,7 +37,9 @@ use crate::output::OutputArgs;
 /// appear in arguments or output.
 #[derive(Debug, Parser)]
 #[command(
-    version,
+    name = "kwg",
+    version = super::VERSION,
+    after_long_help = super::examples(EXAMPLES),
     term_width = 80,
     subcommand_required = true,
     arg_required_else_help = true

@@ -63,6 +63,8 @@ pub struct Config {
     pub services: Services,
     /// SMART.
     pub disks: Disks,
+    /// WireGuard.
+    pub wireguard: Wireguard,
     /// Boot environments.
     pub bootenv: Bootenv,
 }
@@ -135,6 +137,18 @@ pub struct Disks {
     pub missing: Option<Missing>,
 }
 
+/// `[wireguard]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wireguard {
+    /// Interfaces to check (default: every WireGuard interface here).
+    pub interfaces: Vec<String>,
+    /// The status of a peer without a live session (no handshake in the
+    /// last 180 seconds).
+    pub down: super::Status,
+    /// What this check reports without WireGuard interfaces.
+    pub missing: Option<Missing>,
+}
+
 /// `[bootenv]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bootenv {
@@ -167,6 +181,11 @@ impl Default for Config {
             disks: Disks {
                 devices: Vec::new(),
                 temperature_warning: 60,
+                missing: None,
+            },
+            wireguard: Wireguard {
+                interfaces: Vec::new(),
+                down: super::Status::Warning,
                 missing: None,
             },
             bootenv: Bootenv {
@@ -212,6 +231,7 @@ impl Config {
         let own = match name {
             CheckName::Services => self.services.missing,
             CheckName::Disks => self.disks.missing,
+            CheckName::Wireguard => self.wireguard.missing,
             CheckName::Bootenv => self.bootenv.missing,
             _ => None,
         };
@@ -238,6 +258,8 @@ struct File {
     services: ServicesFile,
     #[serde(default)]
     disks: DisksFile,
+    #[serde(default)]
+    wireguard: WireguardFile,
     #[serde(default)]
     bootenv: BootenvFile,
 }
@@ -288,6 +310,14 @@ struct ServicesFile {
 struct DisksFile {
     devices: Option<Vec<String>>,
     temperature_warning: Option<u32>,
+    missing: Option<Missing>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireguardFile {
+    interfaces: Option<Vec<String>>,
+    down: Option<String>,
     missing: Option<Missing>,
 }
 
@@ -419,6 +449,14 @@ impl File {
                 .unwrap_or(d.disks.temperature_warning),
             missing: self.disks.missing,
         };
+        let wireguard = Wireguard {
+            interfaces: self.wireguard.interfaces.unwrap_or(d.wireguard.interfaces),
+            down: match &self.wireguard.down {
+                Some(t) => status("wireguard.down", t)?,
+                None => d.wireguard.down,
+            },
+            missing: self.wireguard.missing,
+        };
         let bootenv = Bootenv {
             pending: match &self.bootenv.pending {
                 Some(t) => status("bootenv.pending", t)?,
@@ -435,6 +473,7 @@ impl File {
             replication,
             services,
             disks,
+            wireguard,
             bootenv,
         })
     }
@@ -555,5 +594,32 @@ mod tests {
             prop_assert_eq!(c.pools.capacity_critical, critical);
             prop_assert_eq!(c.scrub.warning_age, hours * 3600);
         }
+    }
+}
+
+/// The commented defaults shipped as /etc/kld/kst.toml (`crates/kld-cli/etc`)
+/// are the defaults, as shipped and with every default uncommented.
+#[cfg(test)]
+mod shipped_defaults {
+    use super::Config;
+
+    const SHIPPED: &str = include_str!("../../etc/kst.toml");
+
+    #[test]
+    fn shipped_file_is_the_default() {
+        assert_eq!(Config::parse(SHIPPED).expect("parses"), Config::default());
+        let uncommented: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with('#') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(uncommented, SHIPPED);
+        assert_eq!(
+            Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}")),
+            Config::default()
+        );
     }
 }

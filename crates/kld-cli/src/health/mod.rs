@@ -1,5 +1,5 @@
 //! kst's health checks: each reads its data source (ZFS, systemd over
-//! D-Bus, `smartctl`, boot environments), compares it with the thresholds
+//! D-Bus, `smartctl`, WireGuard devices, boot environments), compares it with the thresholds
 //! of a [`Config`], and says OK, WARNING, CRITICAL or UNKNOWN with a
 //! summary, details and measured values. [`run`] runs the chosen checks
 //! concurrently (queries that several checks need run once) and returns a
@@ -15,6 +15,7 @@ mod scrub;
 mod services;
 mod snapshots;
 mod sources;
+mod wireguard;
 
 use std::fmt;
 
@@ -100,19 +101,22 @@ pub enum CheckName {
     Services,
     /// SMART health of disks.
     Disks,
+    /// WireGuard peers with a live session.
+    Wireguard,
     /// The next-boot boot environment.
     Bootenv,
 }
 
 impl CheckName {
     /// Every check, in report order.
-    pub const ALL: [CheckName; 7] = [
+    pub const ALL: [CheckName; 8] = [
         CheckName::Pools,
         CheckName::Scrub,
         CheckName::Snapshots,
         CheckName::Replication,
         CheckName::Services,
         CheckName::Disks,
+        CheckName::Wireguard,
         CheckName::Bootenv,
     ];
 
@@ -125,6 +129,7 @@ impl CheckName {
             CheckName::Replication => "replication",
             CheckName::Services => "services",
             CheckName::Disks => "disks",
+            CheckName::Wireguard => "wireguard",
             CheckName::Bootenv => "bootenv",
         }
     }
@@ -138,6 +143,7 @@ impl CheckName {
             CheckName::Replication => "replication",
             CheckName::Services => "services",
             CheckName::Disks => "SMART",
+            CheckName::Wireguard => "WG",
             CheckName::Bootenv => "BE",
         }
     }
@@ -323,6 +329,7 @@ fn run_one(name: CheckName, config: &Config, sources: &Sources) -> Result<CheckR
         CheckName::Replication => replication::check(&config.replication, sources),
         CheckName::Services => services::check(&config.services),
         CheckName::Disks => disks::check(&config.disks),
+        CheckName::Wireguard => wireguard::check(&config.wireguard, sources),
         CheckName::Bootenv => bootenv::check(&config.bootenv, sources),
     }
 }

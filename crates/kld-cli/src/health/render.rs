@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::{Measurement, Report, Status};
 use crate::output::API_VERSION;
 
-/// The JSON Schema of [`json`]'s document, as shipped in
+/// The JSON Schema of [`json()`]'s document, as shipped in
 /// `crates/kld-cli/schema/` (and installed with the package).
 pub const SCHEMA: &str = include_str!("../../schema/kst-report.schema.json");
 
