@@ -145,7 +145,10 @@ fn installs_into_a_fresh_bookworm_root() {
         }
     }
     let verify = root
-        .run(&format!("systemd-analyze verify {} 2>&1", verified.join(" ")))
+        .run(&format!(
+            "systemd-analyze verify {} 2>&1",
+            verified.join(" ")
+        ))
         .unwrap_or_else(|e| panic!("systemd-analyze verify: {e}"));
     assert!(
         verify.trim().is_empty(),
