@@ -6,11 +6,13 @@
 //! it; `cargo xtask vm exec` and the VM tier of `cargo xtask test` use it.
 //! [`netns`] gives host-tier tests network namespaces joined by veth pairs,
 //! and real TCP traffic between them. [`kst`] collects and validates kst's
-//! outputs (JSON schema, promtool) from VM and boot-tier runs.
+//! outputs (JSON schema, promtool) from VM and boot-tier runs. [`sealroot`]
+//! is the real Debian root the seal tests seal.
 #![deny(missing_docs)]
 
 pub mod darksite;
 pub mod dist;
 pub mod kst;
 pub mod netns;
+pub mod sealroot;
 pub mod vm;

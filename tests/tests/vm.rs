@@ -54,6 +54,7 @@ scenarios! {
     kdf_space,
     kdir_datasets,
     kernel_wireguard,
+    kseal_kexport_zfs,
     kwg_kernel_hub,
     ksnap_create_list,
     ksnap_rollback_destroy_prune,

@@ -25,9 +25,9 @@ same "$(grep -c ' /mnt/a' /proc/mounts)" 0
 kbe --pool kb list -H -p > out
 same "$(cut -f1,2,3 out)" "$(printf 'a\tR\t-')"
 kbe --root kb/ROOT list --json > out
-grep -q '"apiVersion": "kld/v1"' out || fail "no apiVersion: $(cat out)"
-grep -q '"kind": "BootEnvironmentList"' out || fail "no kind"
-grep -q '"nextBoot": true' out || fail "no nextBoot"
+grep -q '"apiVersion": *"kld/v1"' out || fail "no apiVersion: $(cat out)"
+grep -q '"kind": *"BootEnvironmentList"' out || fail "no kind"
+grep -q '"nextBoot": *true' out || fail "no nextBoot"
 
 # Not booted from a BE here: current says so, create without FROM refuses.
 refuses 1 'not booted from a boot environment' kbe --pool kb current

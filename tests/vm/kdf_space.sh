@@ -69,8 +69,8 @@ refuses 2 "needs a TARGET" kdf --snapshots
 kdf kd/raw | head -1 | grep -q '^NAME *USED *AVAIL *REFER *SNAPS *CHILD *REFRESERV *RATIO *NSNAP *ORIGIN$'
 kdf kd/raw | grep -q '1.00x'
 kdf --json -r kd > json
-grep -q '"apiVersion": "kld/v1"' json
-grep -q '"kind": "DatasetSpaceList"' json
-grep -q '"origin": "kd/a@one"' json
+grep -q '"apiVersion": *"kld/v1"' json
+grep -q '"kind": *"DatasetSpaceList"' json
+grep -q '"origin": *"kd/a@one"' json
 refuses 2 "invalid dataset name" kdf 'kd/a;ls'
 zpool destroy kd

@@ -69,9 +69,9 @@ ksnap list -r ks/a | grep -q 'ks/a/child@tree-'
 [ "$(ksnap list ks/a | grep -c 'ks/a/child')" -eq 0 ] || fail "list without -r showed the child"
 ksnap list -H -p ks/a | head -1 | awk -F '\t' 'NF != 7 { exit 1 } $2 !~ /^[0-9]+$/ { exit 1 }'
 ksnap list --json ks/a > json
-grep -q '"apiVersion": "kld/v1"' json
-grep -q '"kind": "SnapshotList"' json
-grep -q '"name": "ks/a@before-' json
+grep -q '"apiVersion": *"kld/v1"' json
+grep -q '"kind": *"SnapshotList"' json
+grep -q '"name": *"ks/a@before-' json
 ksnap list | grep -q 'ks/db@before-'
 refuses 2 "" ksnap list --json -H ks/a
 zpool destroy ks

@@ -77,7 +77,7 @@ mv /kr/f/old /kr/f/moved
 ksnap diff -H kr/f base > d
 grep -q '^added	F	/kr/f/new	-$' d || fail "$(cat d)"
 grep -q '^renamed	F	/kr/f/old	/kr/f/moved$' d || fail "$(cat d)"
-ksnap diff --json /kr/f base | grep -q '"kind": "SnapshotDiff"'
+ksnap diff --json /kr/f base | grep -q '"kind": *"SnapshotDiff"'
 
 # prune: only ksnap's names, exact labels, holds and clones skipped.
 zfs create kr/p

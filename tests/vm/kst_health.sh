@@ -10,6 +10,7 @@
 # Prometheus text with promtool.
 set -eu
 . /kld/run/lib/assert.sh
+. /kld/run/lib/wg_pair.sh
 set -- $KLD_VM_DISKS
 A=$1 B=$2
 # zpool status names vdevs without /dev/.
@@ -63,7 +64,7 @@ kst --config /tmp/kst.toml >/tmp/h.out
 same "$(head -n 1 /tmp/h.out)" "pool: ONLINE  scrub: clean  snapshots: 2/2 recent"
 grep -q '^skipped disks: smartctl is not installed' /tmp/h.out || fail "$(cat /tmp/h.out)"
 grep -q '^skipped services: ' /tmp/h.out || fail "$(cat /tmp/h.out)"
-kst --config /tmp/kst.toml --json | grep -q '"status": "OK"'
+kst --config /tmp/kst.toml --json | grep -q '"status": *"OK"'
 kst --config /tmp/kst.toml --prometheus | grep -qx 'kld_check_status{check="pools"} 0'
 # Asked for by name, a check without its data source is UNKNOWN.
 kst_case asked-for-disks 3 --check disks
@@ -149,27 +150,8 @@ rm /tmp/full.img
 # 7. WireGuard (the kernel module): in namespace a, wg0 has one peer that
 #    completes a real handshake and one that never connected: WARNING; in
 #    b, its one peer is up: OK.
-ip netns add a
-ip netns add b
-ip link add va netns a type veth peer name vb netns b
-ip -n a addr add 192.0.2.1/24 dev va
-ip -n b addr add 192.0.2.2/24 dev vb
-ip -n a link set va up
-ip -n b link set vb up
-wg genkey >/tmp/a.key
-wg genkey >/tmp/b.key
-ip -n a link add wg0 type wireguard
-ip -n b link add wg0 type wireguard
 ghost=$(wg genkey | wg pubkey)
-ip netns exec a wg set wg0 private-key /tmp/a.key listen-port 51820 \
-    peer "$(wg pubkey </tmp/b.key)" allowed-ips 10.9.0.2/32 endpoint 192.0.2.2:51820 \
-    peer "$ghost" allowed-ips 10.9.0.3/32 endpoint 192.0.2.3:51820
-ip netns exec b wg set wg0 private-key /tmp/b.key listen-port 51820 \
-    peer "$(wg pubkey </tmp/a.key)" allowed-ips 10.9.0.1/32 endpoint 192.0.2.1:51820
-ip -n a addr add 10.9.0.1/24 dev wg0
-ip -n b addr add 10.9.0.2/24 dev wg0
-ip -n a link set wg0 up
-ip -n b link set wg0 up
+wg_pair_up /tmp peer "$ghost" allowed-ips 10.9.0.3/32 endpoint 192.0.2.3:51820
 ip netns exec a ping -c 1 -W 5 10.9.0.2 >/dev/null
 KST="ip netns exec a kst"
 kst_case wg-one-down 1 --check wireguard
@@ -182,8 +164,7 @@ kst_case wg-up 0 --check wireguard
 KST=kst
 # Without interfaces (the root namespace), the check has no data source.
 kst_case wg-none 3 --check wireguard
-ip netns del a
-ip netns del b
+wg_pair_down
 
 # Bad configuration and usage: UNKNOWN (3), never 2, which reads CRITICAL.
 echo 'nonsense = 1' >/tmp/bad.toml

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::say;
 
 mod nft;
+mod seal;
 mod wg;
 
 #[derive(Debug, clap::Args)]
@@ -325,20 +326,28 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         .filter(|r| wanted(r))
         .count();
     let nft_count = nft::ROWS.iter().filter(|r| wanted_name(r)).count();
+    let seal_count = seal::ROWS.iter().filter(|r| wanted_name(r)).count();
     let wg_count = wg::ROWS.iter().filter(|r| wanted_name(r)).count();
     let darksite_count = crate::bench_darksite::ROWS
         .iter()
         .filter(|r| wanted_name(r))
         .count();
-    if vm_count + nft_count + wg_count + darksite_count == 0 {
+    if vm_count + nft_count + wg_count + darksite_count + seal_count == 0 {
         bail!(
             "no benchmark row matches {:?}",
             args.only.as_deref().unwrap_or_default()
         );
     }
     let mut rows = Vec::new();
-    if nft_count + wg_count + darksite_count > 0 {
+    if nft_count + wg_count + darksite_count + seal_count > 0 {
         crate::vm::ensure_host_packages()?;
+    }
+    if seal_count > 0 {
+        say(&format!(
+            "running {seal_count} host rows (export, SHA-256), {} repetitions each",
+            args.reps
+        ));
+        rows.extend(seal::rows(args.reps, &wanted_name)?);
     }
     if nft_count > 0 {
         say(&format!(
@@ -431,7 +440,7 @@ fn vm_rows(reps: u32, wanted: &dyn Fn(&VmRow) -> bool) -> Result<(Vec<Row>, Dura
         .disks(next_disk)
         .disk_size(4 << 30)
         .timeout(Duration::from_secs(5400))
-        .run(&script, &mut std::io::sink())?;
+        .run(&script, &mut Progress::default())?;
     if run.exit_code != 0 {
         bail!(
             "the benchmark script failed (exit {}):\n{}",
@@ -476,6 +485,38 @@ fn vm_rows(reps: u32, wanted: &dyn Fn(&VmRow) -> bool) -> Result<(Vec<Row>, Dura
 
 /// Reads `KLD-BENCH <row> <side>-start|end <uptime>` lines into durations
 /// per (row, side).
+/// Says on standard error when each timed run in the VM ends, so that a
+/// long benchmark shows where it is.
+#[derive(Default)]
+struct Progress {
+    line: Vec<u8>,
+}
+
+impl std::io::Write for Progress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b != b'\n' {
+                self.line.push(b);
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line);
+            if let Some(rest) = line.strip_prefix("KLD-BENCH ") {
+                if let [row, mark, _] = rest.split_whitespace().collect::<Vec<_>>()[..] {
+                    if let Some(side) = mark.strip_suffix("-end") {
+                        eprintln!("xtask: {row}: one {side} run done");
+                    }
+                }
+            }
+            self.line.clear();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn parse_stamps(output: &str) -> Result<BTreeMap<(String, String), Vec<f64>>> {
     let mut open: BTreeMap<(String, String), f64> = BTreeMap::new();
     let mut done: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();

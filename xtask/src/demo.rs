@@ -78,8 +78,9 @@ const TOUR: &[Step] = &[
         run: "zfs clone tank/home@by-hand tank/home-test && kdf -r tank",
     },
     Step {
-        say: "kdf: each snapshot's unique and written space, and JSON for scripts",
-        run: "kdf --snapshots tank/home && kdf --json -s used -d 1 tank | head -20",
+        say: "kdf: each snapshot's unique and written space, and JSON for scripts \
+              (compact when piped; its first 300 bytes)",
+        run: "kdf --snapshots tank/home && kdf --json -s used -d 1 tank | head -c 300 && echo",
     },
     Step {
         say: "kbe: a boot environment root; the pool boots BE debian (flag R)",
@@ -203,6 +204,43 @@ const TOUR: &[Step] = &[
               && { ip netns exec spoke ping -c 1 -W 2 10.250.0.1 || echo '(no longer reaches the hub)'; } \
               && kill $(cat /tmp/serve.pid) && ip netns exec spoke kwg --config-dir /tmp/spoke down wg0 \
               && ip netns exec hub kwg down wg0 && ip netns del hub && ip netns del spoke",
+    },
+    Step {
+        say: "kseal audit: what a lived-in system would carry into every clone",
+        run: "mkdir -p /tmp/golden/etc/ssh /tmp/golden/root /tmp/golden/var/lib/dhcp /tmp/golden/etc/kldload \
+              && echo 4f1c2b7e9a8d4c3b8e7f6a5b4c3d2e1f > /tmp/golden/etc/machine-id \
+              && printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\\n-----END OPENSSH PRIVATE KEY-----\\n' > /tmp/golden/etc/ssh/ssh_host_ed25519_key \
+              && echo 'zpool status' > /tmp/golden/root/.bash_history \
+              && echo 'lease {}' > /tmp/golden/var/lib/dhcp/dhclient.eth0.leases \
+              && echo 'ROOT_PASSWORD=hunter2' > /tmp/golden/etc/kldload/install-manifest.env \
+              && { kseal audit /tmp/golden || echo \"(findings, exit $?)\"; }",
+    },
+    Step {
+        say: "kseal --dry-run: every operation and the exact change it would make",
+        run: "kseal --dry-run /tmp/golden",
+    },
+    Step {
+        say: "kseal: sealed; machine-id is `uninitialized` (systemd's first boot) and the audit is clean",
+        run: "kseal /tmp/golden && cat /tmp/golden/etc/machine-id && kseal audit /tmp/golden",
+    },
+    Step {
+        say: "kexport: a ZFS system disk (boot environment and a /home dataset) sealed on a copy, exported to qcow2, verified",
+        run: "modprobe loop && truncate -s 256M /tmp/golden.img && lo=$(losetup -f --show /tmp/golden.img) \
+              && zpool create -R /mnt/g -O mountpoint=none -O canmount=off golden $lo \
+              && zfs create -o canmount=off golden/ROOT \
+              && zfs create -o canmount=noauto -o mountpoint=/ golden/ROOT/debian && zfs mount golden/ROOT/debian \
+              && zfs create -o mountpoint=/home golden/home && zpool set bootfs=golden/ROOT/debian golden \
+              && mkdir -p /mnt/g/etc /mnt/g/home/alice && echo 4f1c2b7e9a8d4c3b8e7f6a5b4c3d2e1f > /mnt/g/etc/machine-id \
+              && echo ls > /mnt/g/home/alice/.bash_history && zpool export golden && losetup -d $lo \
+              && kexport --name golden /tmp/golden.img qcow2 /tmp/exports && ls -l /tmp/exports \
+              && cat /tmp/exports/golden.qcow2.sha256",
+    },
+    Step {
+        say: "kexport refuses a disk in use (here: its pool is imported) and never overwrites an export",
+        run: "lo=$(losetup -f --show /tmp/golden.img) && zpool import -d $lo -N golden \
+              && { kexport --no-seal --name other /tmp/golden.img raw /tmp/exports || echo \"(refused, exit $?)\"; } \
+              && zpool export golden && losetup -d $lo \
+              && { kexport --name golden /tmp/golden.img qcow2 /tmp/exports || echo \"(refused, exit $?)\"; }",
     },
     Step {
         say: "ksnap refuses a hostile name before anything runs",

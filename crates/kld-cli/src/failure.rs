@@ -128,6 +128,39 @@ impl From<kld_nft::Error> for Failure {
     }
 }
 
+impl From<kld_seal::Error> for Failure {
+    fn from(e: kld_seal::Error) -> Failure {
+        use kld_seal::Error as E;
+        let hint = match &e {
+            E::InUse { .. } => Some(
+                "unmount it, export its pool or stop the VM that uses it;                  kld never reads a disk in use",
+            ),
+            E::Exists(_) => Some("choose another --name or OUTDIR; kld never overwrites an output"),
+            E::NoPool(_) => Some(
+                "kseal seals ZFS disks and mounted trees: mount the system and                  seal the directory, or export with --no-seal",
+            ),
+            E::NotARoot(_) => Some("ROOT is the directory the system is mounted at"),
+            E::Exec(x) if x.stderr().contains("in use from another system")
+                || x.stderr().contains("was previously in use from") =>
+            {
+                Some("if no other system uses the pool now, add --force-import")
+            }
+            E::Exec(x) if x.stderr().contains("Host key verification failed") => Some(
+                "the host's key is not in known_hosts (--known-hosts FILE):                  add it after checking its fingerprint",
+            ),
+            E::Exec(x) if x.stderr().contains("lock") => {
+                Some("another program (a running VM?) has the image open")
+            }
+            _ => None,
+        };
+        Failure {
+            usage: e.is_usage(),
+            message: e.to_string(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
 /// Runs a binary's body and turns its outcome into output and an exit code.
 pub fn run(binary: &str, body: impl FnOnce() -> Result<ExitCode, Failure>) -> ExitCode {
     match body() {

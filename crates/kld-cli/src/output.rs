@@ -1,10 +1,13 @@
 //! Listing output in the four modes every kld listing offers: a human table
 //! (default), `-H` (no header, tab-separated), `-p` (exact numbers) and
 //! `--json` (versioned with `apiVersion` and `kind`).
+//!
+//! Every JSON document a kld binary prints goes through [`print_json`]: indented
+//! when standard output is a terminal (a person reads it), one compact line
+//! otherwise (a program reads it: pipes, files, `$(...)`). Only whitespace
+//! differs; the document is the same.
 
-use std::io::Write;
-
-use serde_json::{Map, Value};
+use std::io::{IsTerminal, Write};
 
 /// The `apiVersion` of every JSON document kld prints.
 pub const API_VERSION: &str = "kld/v1";
@@ -23,94 +26,99 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
-/// One value of a table, in its human, exact and JSON forms.
+/// One value of a table, in its human, exact and JSON forms (each made
+/// only when the chosen mode needs it).
 #[derive(Debug, Clone)]
-pub struct Cell {
-    human: String,
-    exact: String,
-    json: Value,
+pub struct Cell(Kind);
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Text(String),
+    Bytes(u64),
+    Number(u64),
+    Percent(u64),
+    Ratio(f64),
+    Time(u64),
+    None,
+    List(Vec<String>),
 }
 
 impl Cell {
     /// Text, the same in every mode.
     pub fn text(s: impl Into<String>) -> Cell {
-        let s = s.into();
-        Cell {
-            human: s.clone(),
-            exact: s.clone(),
-            json: Value::String(s),
-        }
+        Cell(Kind::Text(s.into()))
     }
 
     /// A byte count: `1.5G` for people, exact otherwise.
     pub fn bytes(n: u64) -> Cell {
-        Cell {
-            human: human_bytes(n),
-            exact: n.to_string(),
-            json: Value::from(n),
-        }
+        Cell(Kind::Bytes(n))
     }
 
     /// A plain number.
     pub fn number(n: u64) -> Cell {
-        Cell {
-            human: n.to_string(),
-            exact: n.to_string(),
-            json: Value::from(n),
-        }
+        Cell(Kind::Number(n))
     }
 
     /// A percentage: `42%` for people, `42` otherwise.
     pub fn percent(n: u64) -> Cell {
-        Cell {
-            human: format!("{n}%"),
-            exact: n.to_string(),
-            json: Value::from(n),
-        }
+        Cell(Kind::Percent(n))
     }
 
     /// A ratio such as a compression ratio: `1.52x`, `1.52` exact.
     pub fn ratio(r: f64) -> Cell {
-        Cell {
-            human: format!("{r:.2}x"),
-            exact: format!("{r:.2}"),
-            json: serde_json::Number::from_f64(r)
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
-        }
+        Cell(Kind::Ratio(r))
     }
 
     /// A moment: an ISO date in UTC for people, seconds since the epoch
     /// otherwise.
     pub fn time(epoch: u64) -> Cell {
-        Cell {
-            human: crate::time::iso_utc(epoch),
-            exact: epoch.to_string(),
-            json: Value::from(epoch),
-        }
+        Cell(Kind::Time(epoch))
     }
 
     /// Nothing (`-` in tables, `null` in JSON).
     pub fn none() -> Cell {
-        Cell {
-            human: "-".into(),
-            exact: "-".into(),
-            json: Value::Null,
-        }
+        Cell(Kind::None)
     }
 
     /// A list of names: comma-separated in tables, an array in JSON.
-    pub fn list(items: &[String]) -> Cell {
-        if items.is_empty() {
-            return Cell {
-                json: Value::Array(Vec::new()),
-                ..Cell::none()
-            };
+    pub fn list(items: impl Into<Vec<String>>) -> Cell {
+        Cell(Kind::List(items.into()))
+    }
+
+    /// The form for people.
+    fn human(&self) -> String {
+        match &self.0 {
+            Kind::Bytes(n) => human_bytes(*n),
+            Kind::Percent(n) => format!("{n}%"),
+            Kind::Ratio(r) => format!("{r:.2}x"),
+            Kind::Time(t) => crate::time::iso_utc(*t),
+            _ => self.exact(),
         }
-        Cell {
-            human: items.join(","),
-            exact: items.join(","),
-            json: Value::Array(items.iter().cloned().map(Value::String).collect()),
+    }
+
+    /// The exact form (`-p`).
+    fn exact(&self) -> String {
+        match &self.0 {
+            Kind::Text(s) => s.clone(),
+            Kind::Bytes(n) | Kind::Number(n) | Kind::Percent(n) | Kind::Time(n) => n.to_string(),
+            Kind::Ratio(r) => format!("{r:.2}"),
+            Kind::None => "-".into(),
+            Kind::List(items) if items.is_empty() => "-".into(),
+            Kind::List(items) => items.join(","),
+        }
+    }
+}
+
+impl serde::Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Kind::Text(t) => s.serialize_str(t),
+            Kind::Bytes(n) | Kind::Number(n) | Kind::Percent(n) | Kind::Time(n) => {
+                s.serialize_u64(*n)
+            }
+            Kind::Ratio(r) if r.is_finite() => s.serialize_f64(*r),
+            Kind::Ratio(_) | Kind::None => s.serialize_unit(),
+            Kind::List(items) => items.serialize(s),
         }
     }
 }
@@ -150,31 +158,18 @@ impl Table {
         self.rows.is_empty()
     }
 
-    /// Renders the table in the mode `args` asks for.
+    /// Renders the table in the mode `args` asks for (JSON laid out as
+    /// [`JsonStyle::for_stdout`] says).
     pub fn render(&self, args: &OutputArgs) -> String {
         if args.json {
-            let items: Vec<Value> = self
-                .rows
-                .iter()
-                .map(|row| {
-                    let map: Map<String, Value> = self
-                        .columns
-                        .iter()
-                        .zip(row)
-                        .map(|((_, field), cell)| ((*field).to_owned(), cell.json.clone()))
-                        .collect();
-                    Value::Object(map)
-                })
-                .collect();
-            let doc =
-                serde_json::json!({ "apiVersion": API_VERSION, "kind": self.kind, "items": items });
-            return serde_json::to_string_pretty(&doc).expect("JSON values serialise") + "\n";
+            let text = json_bytes(&JsonDoc::new(self), JsonStyle::for_stdout());
+            return String::from_utf8(text).expect("serde_json writes UTF-8");
         }
         let cell = |c: &Cell| {
             if args.parsable {
-                c.exact.clone()
+                c.exact()
             } else {
-                c.human.clone()
+                c.human()
             }
         };
         let mut out = String::new();
@@ -212,9 +207,125 @@ impl Table {
         out
     }
 
-    /// Prints the table to standard output.
+    /// Prints the table to standard output (JSON per [`print_json`]).
     pub fn print(&self, args: &OutputArgs) {
-        let _ = std::io::stdout().write_all(self.render(args).as_bytes());
+        if args.json {
+            print_json(&JsonDoc::new(self));
+        } else {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(self.render(args).as_bytes());
+        }
+    }
+}
+
+/// How a JSON document is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// Indented, for people.
+    Pretty,
+    /// One line, for programs.
+    Compact,
+}
+
+impl JsonStyle {
+    /// The rule every kld binary follows: [`JsonStyle::Pretty`] when
+    /// standard output is a terminal, [`JsonStyle::Compact`] otherwise.
+    pub fn for_stdout() -> JsonStyle {
+        if std::io::stdout().is_terminal() {
+            JsonStyle::Pretty
+        } else {
+            JsonStyle::Compact
+        }
+    }
+}
+
+/// Writes `doc` as JSON text in `style` to `out`, ending with a newline.
+pub fn write_json<W: Write, T: serde::Serialize + ?Sized>(
+    mut out: W,
+    doc: &T,
+    style: JsonStyle,
+) -> std::io::Result<()> {
+    match style {
+        JsonStyle::Pretty => serde_json::to_writer_pretty(&mut out, doc),
+        JsonStyle::Compact => serde_json::to_writer(&mut out, doc),
+    }
+    .map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// `doc` as JSON text in `style`, ending with a newline.
+pub fn json_bytes<T: serde::Serialize + ?Sized>(doc: &T, style: JsonStyle) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    write_json(&mut out, doc, style).expect("JSON values serialise");
+    out
+}
+
+/// Prints a JSON document to standard output in the style
+/// [`JsonStyle::for_stdout`] picks, streamed through one 64 KiB buffer
+/// (no copy of the whole text) and flushed once.
+pub fn print_json<T: serde::Serialize + ?Sized>(doc: &T) {
+    let style = JsonStyle::for_stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let _ = write_json(&mut out, doc, style).and_then(|()| out.flush());
+}
+
+/// A table's JSON document, serialised straight from its cells (no
+/// intermediate `Value` tree): keys in sorted order, as a `serde_json::Map`
+/// would give them, and for a field named twice the last column wins.
+struct JsonDoc<'a> {
+    table: &'a Table,
+    /// Column indexes in the order their fields are written.
+    order: Vec<usize>,
+}
+
+impl<'a> JsonDoc<'a> {
+    fn new(table: &'a Table) -> JsonDoc<'a> {
+        let mut order: Vec<usize> = (0..table.columns.len()).collect();
+        order.sort_by_key(|&i| table.columns[i].1);
+        // Stable sort: among equal fields the last column is last; keep it.
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            match kept.last_mut() {
+                Some(k) if table.columns[*k].1 == table.columns[i].1 => *k = i,
+                _ => kept.push(i),
+            }
+        }
+        JsonDoc { table, order: kept }
+    }
+}
+
+impl serde::Serialize for JsonDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let rows: Vec<JsonRow<'_>> = self
+            .table
+            .rows
+            .iter()
+            .map(|row| JsonRow { doc: self, row })
+            .collect();
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("apiVersion", API_VERSION)?;
+        map.serialize_entry("items", &rows)?;
+        map.serialize_entry("kind", self.table.kind)?;
+        map.end()
+    }
+}
+
+/// One row of a [`JsonDoc`].
+struct JsonRow<'a> {
+    doc: &'a JsonDoc<'a>,
+    row: &'a [Cell],
+}
+
+impl serde::Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.doc.order.len()))?;
+        for &i in &self.doc.order {
+            map.serialize_entry(self.doc.table.columns[i].1, &self.row[i])?;
+        }
+        map.end()
     }
 }
 
@@ -249,6 +360,7 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn sample() -> Table {
         let mut t = Table::new("Thing", &[("NAME", "name"), ("USED", "used")]);
@@ -284,6 +396,66 @@ mod tests {
         assert_eq!(json["kind"], "Thing");
         assert_eq!(json["items"][0]["used"], 1536);
         assert_eq!(json["items"][1]["used"], Value::Null);
+    }
+
+    #[test]
+    fn json_fields_are_sorted_and_typed() {
+        let mut t = Table::new(
+            "Kinds",
+            &[
+                ("Z", "z"),
+                ("A", "a"),
+                ("L", "list"),
+                ("R", "ratio"),
+                ("T", "time"),
+            ],
+        );
+        t.push(vec![
+            Cell::percent(42),
+            Cell::text("x"),
+            Cell::list(Vec::new()),
+            Cell::ratio(f64::NAN),
+            Cell::time(86400),
+        ]);
+        let text = t.render(&OutputArgs {
+            json: true,
+            ..Default::default()
+        });
+        let keys: Vec<usize> = ["\"a\"", "\"list\"", "\"ratio\"", "\"time\"", "\"z\""]
+            .iter()
+            .map(|k| text.find(k).unwrap())
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let json: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            json["items"][0],
+            serde_json::json!({"a": "x", "list": [], "ratio": null, "time": 86400, "z": 42})
+        );
+        assert_eq!(
+            t.render(&OutputArgs::default()).lines().nth(1).unwrap(),
+            "42%  x  -  NaNx  1970-01-02 00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn json_styles_differ_only_in_whitespace() {
+        let t = sample();
+        let doc = JsonDoc::new(&t);
+        let pretty = String::from_utf8(json_bytes(&doc, JsonStyle::Pretty)).unwrap();
+        let compact = String::from_utf8(json_bytes(&doc, JsonStyle::Compact)).unwrap();
+        assert!(
+            pretty.contains("\n  \"apiVersion\": \"kld/v1\""),
+            "{pretty}"
+        );
+        assert_eq!(compact.lines().count(), 1, "{compact}");
+        assert!(compact.starts_with("{\"apiVersion\":\"kld/v1\",\"items\":["));
+        assert!(pretty.ends_with("}\n") && compact.ends_with("}\n"));
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        assert_eq!(squeeze(&pretty), squeeze(&compact));
+        assert_eq!(
+            serde_json::from_str::<Value>(&pretty).unwrap(),
+            serde_json::from_str::<Value>(&compact).unwrap()
+        );
     }
 
     #[test]

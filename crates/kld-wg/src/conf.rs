@@ -418,6 +418,37 @@ impl Config {
         Ok(())
     }
 
+    /// Adds a peer section as [`Config::add_peer`] does, and appends the
+    /// same text to `path` (the file this configuration was read from) in
+    /// one write, then `fdatasync`: the cost does not grow with the peers
+    /// already in the file. Returns the file's earlier length: cutting the
+    /// file back to it ([`crate::file::truncate`]) undoes the append.
+    pub fn append_peer(&mut self, path: &Path, peer: &Peer) -> Result<u64, ConfError> {
+        use std::io::Write;
+        let ended = self.lines.last().is_none_or(|l| l.raw.ends_with('\n'));
+        let from = self.lines.len();
+        self.add_peer(peer)?;
+        let mut text = String::from(if ended { "" } else { "\n" });
+        text.extend(self.lines[from..].iter().map(|l| l.raw.as_str()));
+        let io = |source| {
+            ConfError::File(KeyError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+            let len = f.metadata()?.len();
+            f.write_all(text.as_bytes())?;
+            f.sync_data()?;
+            Ok(len)
+        })();
+        if result.is_err() {
+            self.remove_peer(&peer.public_key);
+        }
+        result.map_err(io)
+    }
+
     /// Removes a peer's section (its lines up to the next section, and
     /// blank lines before it). Returns whether it was there.
     pub fn remove_peer(&mut self, key: &PublicKey) -> bool {

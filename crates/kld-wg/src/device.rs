@@ -196,10 +196,26 @@ fn backend(iface: &Iface) -> Result<Backend, DeviceError> {
         .ok_or_else(|| DeviceError::Missing(iface.to_string()))
 }
 
-/// Reads a device's state.
+/// Reads a device's state: one read through the backend that runs it
+/// (userspace first, as `wg` does; the kernel when no UAPI socket answers).
 pub fn show(iface: &Iface) -> Result<DeviceStatus, DeviceError> {
-    let b = backend(iface)?;
-    let d = Device::get(&iface.wg(), b).map_err(io(iface, "reading it"))?;
+    if !iface.exists() {
+        return Err(DeviceError::Missing(iface.to_string()));
+    }
+    let no_socket = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        )
+    };
+    let (b, d) = match Device::get(&iface.wg(), Backend::Userspace) {
+        Ok(d) => (Backend::Userspace, d),
+        Err(e) if no_socket(&e) => match Device::get(&iface.wg(), Backend::Kernel) {
+            Ok(d) => (Backend::Kernel, d),
+            Err(_) => return Err(DeviceError::Missing(iface.to_string())),
+        },
+        Err(e) => return Err(io(iface, "reading it")(e)),
+    };
     Ok(DeviceStatus {
         iface: iface.clone(),
         backend: if b == Backend::Userspace {

@@ -1,6 +1,7 @@
 //! Files that matter: atomic replacement (a temp file in the same
-//! directory, created `0600`, fsynced, renamed over the old one) and the
-//! advisory lock that serialises changes to a state directory.
+//! directory, created `0600`, fsynced, renamed over the old one), undoing
+//! an append, and the advisory lock that serialises changes to a state
+//! directory.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -34,6 +35,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Cuts `path` back to its first `len` bytes, durably (undoes an append).
+pub fn truncate(path: &Path, len: u64) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_data()
 }
 
 /// An exclusive lock on a directory's `lock` file, held while this value

@@ -1,12 +1,21 @@
 //! The hub of a star: its state (enrolment windows and allocated
 //! addresses, under `STATE_DIR/IFACE/`), the joins it answers, and revoking
-//! peers. Every change takes the directory's lock, so concurrent joins and
-//! commands never collide, and is written atomically.
+//! peers. Every change and every read takes the directory's lock, so
+//! concurrent joins and commands never collide.
+//!
+//! The state is a snapshot, `hub.json` (written atomically), and a
+//! [`journal`](crate::journal) of the changes since, each numbered: a
+//! change appends one record (one small write and `fdatasync`), so its cost
+//! does not grow with the number of spokes. When the journal outgrows the
+//! snapshot (and at least [`COMPACT_AT`] bytes), and when `serve` starts,
+//! it is folded into a new snapshot; records the snapshot already holds
+//! (a crash between the two steps) are skipped by their number.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -14,7 +23,8 @@ use zeroize::Zeroizing;
 use crate::conf::{Config, Interface, Peer};
 use crate::device::{self, Iface};
 use crate::enrol::{self, Allocation, JoinAnswer, JoinRequest};
-use crate::file::{write_atomic, DirLock};
+use crate::file::{self, write_atomic, DirLock};
+use crate::journal::{Contents, Journal};
 use crate::key::{PrivateKey, PublicKey};
 use crate::net::Cidr;
 use crate::token::{hex, unhex, Token, WindowId};
@@ -24,6 +34,10 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/kld/wg";
 
 /// The port joins are answered on unless told otherwise.
 pub const DEFAULT_ENROL_PORT: u16 = 51821;
+
+/// The journal is folded into the snapshot once it is longer than both
+/// the snapshot and this many bytes.
+pub const COMPACT_AT: u64 = 64 * 1024;
 
 /// Why a hub operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +137,63 @@ pub struct HubState {
     pub windows: Vec<Window>,
     /// Spokes.
     pub spokes: Vec<Spoke>,
+    /// The number of the last journal record this state holds.
+    #[serde(default)]
+    seq: u64,
+}
+
+/// One change to a hub's state, as its journal records it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Change {
+    /// A window was opened.
+    Open(Window),
+    /// A window was closed.
+    Close { window: WindowId },
+    /// A spoke joined through a window with a request carrying `nonce`.
+    Join {
+        window: WindowId,
+        nonce: String,
+        spoke: Spoke,
+    },
+    /// A spoke was revoked.
+    Revoke { public_key: PublicKey },
+}
+
+/// A journal record: a change and its number.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Record {
+    seq: u64,
+    change: Change,
+}
+
+/// The state as read under the lock, and the sizes that decide where the
+/// next record goes and when to compact.
+#[derive(Debug)]
+struct Loaded {
+    state: HubState,
+    journal_len: u64,
+    snapshot_len: u64,
+}
+
+/// What tells whether a file changed without reading it: its device,
+/// inode, size and change time (`None`: missing).
+type Stamp = Option<(u64, u64, u64, i64, i64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.len(), m.ctime(), m.ctime_nsec()))
+}
+
+/// The state and the hub's configuration as this hub last left them, and
+/// the stamps of the files they came from.
+#[derive(Debug)]
+struct Current {
+    loaded: Loaded,
+    snapshot: Stamp,
+    config: Config,
+    config_stamp: Stamp,
 }
 
 impl HubState {
@@ -131,13 +202,25 @@ impl HubState {
         self.network.nth(1).expect("ranges have room for the hub")
     }
 
-    /// The lowest free address, skipping the network address, the hub's
-    /// and (IPv4) the broadcast address. Revoked addresses are free again.
-    pub fn free_address(&self) -> Result<IpAddr, HubError> {
+    /// The lowest free address, skipping the network address, the hub's,
+    /// (IPv4) the broadcast address, and any address a peer of `config`
+    /// routes as a single host (a peer added by hand, or one a crash left in
+    /// the file before the state recorded it). Revoked addresses are free
+    /// again.
+    pub fn free_address(&self, config: &Config) -> Result<IpAddr, HubError> {
+        let host_prefix = if self.network.addr.is_ipv4() { 32 } else { 128 };
+        let in_file = config
+            .peers()
+            .iter()
+            .flat_map(|p| &p.allowed_ips)
+            .filter(|c| c.prefix == host_prefix && self.network.contains(c.addr))
+            .map(|c| c.addr);
         let mut used: Vec<u128> = self
             .spokes
             .iter()
-            .map(|s| self.network.offset_of(s.address))
+            .map(|s| s.address)
+            .chain(in_file)
+            .map(|a| self.network.offset_of(a))
             .collect();
         used.sort_unstable();
         let last = if self.network.addr.is_ipv4() && self.network.prefix < 31 {
@@ -158,6 +241,37 @@ impl HubState {
             return Err(HubError::Full(self.network));
         }
         Ok(self.network.nth(candidate).expect("inside the range"))
+    }
+
+    fn window_mut(&mut self, id: &str) -> Option<&mut Window> {
+        self.windows.iter_mut().find(|w| w.id == id)
+    }
+
+    /// Applies one journal record's change.
+    fn apply(&mut self, change: Change) -> Result<(), String> {
+        match change {
+            Change::Open(w) => self.windows.push(w),
+            Change::Close { window } => {
+                self.window_mut(&window)
+                    .ok_or_else(|| format!("closes an unknown window {window}"))?
+                    .joins_left = 0;
+            }
+            Change::Join {
+                window,
+                nonce,
+                spoke,
+            } => {
+                let w = self
+                    .window_mut(&window)
+                    .ok_or_else(|| format!("joins through an unknown window {window}"))?;
+                w.nonces.push(nonce);
+                w.joins_left = w.joins_left.saturating_sub(1);
+                w.joined.push(spoke.public_key);
+                self.spokes.push(spoke);
+            }
+            Change::Revoke { public_key } => self.spokes.retain(|s| s.public_key != public_key),
+        }
+        Ok(())
     }
 }
 
@@ -193,10 +307,17 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 /// A hub: the state directory of one interface.
+///
+/// A `Hub` (and its clones) keeps the state and configuration it last
+/// changed: under the lock, when the snapshot and the configuration file
+/// are as it left them, it reads only the journal records appended since
+/// (by other processes), so a join at the 500th spoke reads no more than
+/// one at the first.
 #[derive(Debug, Clone)]
 pub struct Hub {
     iface: Iface,
     dir: PathBuf,
+    kept: Arc<Mutex<Option<Current>>>,
 }
 
 impl Hub {
@@ -205,6 +326,7 @@ impl Hub {
         Hub {
             iface: iface.clone(),
             dir: state_dir.join(iface.as_str()),
+            kept: Arc::default(),
         }
     }
 
@@ -217,29 +339,176 @@ impl Hub {
         self.dir.join("hub.json")
     }
 
-    /// Reads the state (without the lock: a snapshot).
+    fn journal(&self) -> Journal {
+        Journal::new(self.dir.join("journal"))
+    }
+
+    fn not_a_hub(&self) -> HubError {
+        HubError::NotAHub(
+            self.iface.to_string(),
+            self.state_path().display().to_string(),
+        )
+    }
+
+    /// Reads the state: the snapshot with the journal's changes applied
+    /// (under the lock, so never half a compaction).
     pub fn state(&self) -> Result<HubState, HubError> {
+        if !self.state_path().exists() {
+            return Err(self.not_a_hub());
+        }
+        let _lock = self.lock()?;
+        Ok(self.load()?.state)
+    }
+
+    /// Reads the snapshot and the journal (the caller holds the lock).
+    fn load(&self) -> Result<Loaded, HubError> {
         let path = self.state_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(HubError::NotAHub(
-                    self.iface.to_string(),
-                    path.display().to_string(),
-                ))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.not_a_hub()),
             Err(e) => return Err(io(&path)(e)),
         };
-        serde_json::from_str(&text).map_err(|e| HubError::State {
+        let bad = |path: &Path, message: String| HubError::State {
             path: path.display().to_string(),
-            message: e.to_string(),
+            message,
+        };
+        let state: HubState = serde_json::from_str(&text).map_err(|e| bad(&path, e.to_string()))?;
+        let mut loaded = Loaded {
+            state,
+            journal_len: 0,
+            snapshot_len: text.len() as u64,
+        };
+        self.replay(&mut loaded)?;
+        Ok(loaded)
+    }
+
+    /// Applies the journal's records from `loaded.journal_len` on.
+    fn replay(&self, loaded: &mut Loaded) -> Result<(), HubError> {
+        let journal = self.journal();
+        let bad = |message: String| HubError::State {
+            path: journal.path().display().to_string(),
+            message,
+        };
+        let contents: Contents<Record> =
+            journal
+                .read_from(loaded.journal_len)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData => bad(e.to_string()),
+                    _ => io(journal.path())(e),
+                })?;
+        let state = &mut loaded.state;
+        for record in contents.records {
+            if record.seq <= state.seq {
+                continue; // already in the snapshot
+            }
+            if record.seq != state.seq + 1 {
+                return Err(bad(format!(
+                    "record {} follows record {}",
+                    record.seq, state.seq
+                )));
+            }
+            state
+                .apply(record.change)
+                .map_err(|m| bad(format!("record {}: {m}", record.seq)))?;
+            state.seq = record.seq;
+        }
+        loaded.journal_len = contents.valid_len;
+        Ok(())
+    }
+
+    /// The state and configuration (the caller holds the lock): what this
+    /// hub kept, brought up to date by the journal's new records, if the
+    /// snapshot and the configuration file are as it left them; otherwise
+    /// read from the files.
+    fn current(&self) -> Result<Current, HubError> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut c) = kept {
+            let journal_len = std::fs::metadata(self.journal().path()).map_or(0, |m| m.len());
+            if stamp(&self.state_path()) == c.snapshot
+                && stamp(&c.loaded.state.config) == c.config_stamp
+                && journal_len >= c.loaded.journal_len
+            {
+                if journal_len > c.loaded.journal_len {
+                    self.replay(&mut c.loaded)?;
+                }
+                return Ok(c);
+            }
+        }
+        let snapshot = stamp(&self.state_path());
+        let loaded = self.load()?;
+        let config_stamp = stamp(&loaded.state.config);
+        let config = Config::read(&loaded.state.config)?;
+        Ok(Current {
+            loaded,
+            snapshot,
+            config,
+            config_stamp,
         })
     }
 
-    fn save(&self, state: &HubState) -> Result<(), HubError> {
+    /// Keeps `c` (which matches the files: the caller changed them and
+    /// holds the lock) for the next change.
+    fn keep(&self, mut c: Current) {
+        c.snapshot = stamp(&self.state_path());
+        c.config_stamp = stamp(&c.loaded.state.config);
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(c);
+    }
+
+    /// Records `change` durably in the journal and applies it to `loaded`
+    /// (the caller holds the lock). Folds the journal into the snapshot
+    /// when it has grown past [`COMPACT_AT`] and the snapshot; should that
+    /// fail, the change is still recorded and the next change tries again.
+    fn commit(&self, loaded: &mut Loaded, change: Change) -> Result<(), HubError> {
+        let record = Record {
+            seq: loaded.state.seq + 1,
+            change,
+        };
+        let journal = self.journal();
+        loaded.journal_len = journal
+            .append(loaded.journal_len, &record)
+            .map_err(io(journal.path()))?;
+        // Callers checked the change applies (`apply` changes nothing when
+        // it fails).
+        let state = &mut loaded.state;
+        state
+            .apply(record.change)
+            .map_err(|message| HubError::State {
+                path: journal.path().display().to_string(),
+                message,
+            })?;
+        state.seq = record.seq;
+        if loaded.journal_len > COMPACT_AT.max(loaded.snapshot_len) {
+            if let Ok(len) = self.snapshot(&loaded.state) {
+                loaded.snapshot_len = len;
+                loaded.journal_len = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `state` as the new snapshot, then empties the journal.
+    fn snapshot(&self, state: &HubState) -> Result<u64, HubError> {
         let path = self.state_path();
         let text = serde_json::to_string(state).expect("state serialises");
-        write_atomic(&path, text.as_bytes()).map_err(io(&path))
+        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+        let journal = self.journal();
+        journal.clear().map_err(io(journal.path()))?;
+        Ok(text.len() as u64)
+    }
+
+    /// Folds the journal into the snapshot; returns the state.
+    pub fn compact(&self) -> Result<HubState, HubError> {
+        if !self.state_path().exists() {
+            return Err(self.not_a_hub());
+        }
+        let _lock = self.lock()?;
+        let loaded = self.load()?;
+        self.snapshot(&loaded.state)?;
+        Ok(loaded.state)
     }
 
     fn lock(&self) -> Result<DirLock, HubError> {
@@ -268,6 +537,7 @@ impl Hub {
             config: init.config.clone(),
             windows: Vec::new(),
             spokes: Vec::new(),
+            seq: 0,
         };
         let forwarding = if network.addr.is_ipv4() {
             "/proc/sys/net/ipv4/ip_forward"
@@ -310,7 +580,7 @@ impl Hub {
             let _ = std::fs::remove_file(&init.config);
             return Err(e);
         }
-        if let Err(e) = self.save(&state) {
+        if let Err(e) = self.snapshot(&state) {
             let _ = std::fs::remove_file(&init.config);
             return Err(e);
         }
@@ -332,45 +602,55 @@ impl Hub {
     /// returns its token (the only copy of its secret).
     pub fn open_window(&self, secs: u64, joins: u32, now: u64) -> Result<Token, HubError> {
         let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let key = self.hub_key(&state, &Config::read(&state.config)?)?;
+        let mut c = self.current()?;
+        let state = &c.loaded.state;
+        let key = self.hub_key(state, &c.config)?;
         let token = Token::generate(state.enrol.clone(), key.public_key());
-        state.windows.push(Window {
+        let window = Window {
             id: token.window.clone(),
             expires: now.saturating_add(secs),
             joins_left: joins,
             joined: Vec::new(),
             join_key: hex(&token.join_key()[..]),
             nonces: Vec::new(),
-        });
-        self.save(&state)?;
+        };
+        self.commit(&mut c.loaded, Change::Open(window))?;
+        self.keep(c);
         Ok(token)
     }
 
     /// Closes a window (no more joins through it).
     pub fn close_window(&self, id: &str) -> Result<(), HubError> {
         let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let w = state
-            .windows
-            .iter_mut()
-            .find(|w| w.id == id)
-            .ok_or_else(|| HubError::NoWindow(id.to_owned()))?;
-        w.joins_left = 0;
-        self.save(&state)
+        let mut c = self.current()?;
+        if c.loaded.state.window_mut(id).is_none() {
+            return Err(HubError::NoWindow(id.to_owned()));
+        }
+        let window = id.to_owned();
+        self.commit(&mut c.loaded, Change::Close { window })?;
+        self.keep(c);
+        Ok(())
     }
 
     /// Answers one join request at `now`. A refusal changes nothing.
     pub fn handle(&self, req: &JoinRequest, now: u64) -> Result<JoinAnswer, HubError> {
+        let _lock = self.lock()?;
+        let mut c = self.current()?;
+        // On an error `c` is dropped: the next change reads the files.
+        let answer = self.answer(&mut c, req, now)?;
+        self.keep(c);
+        Ok(answer)
+    }
+
+    fn answer(&self, c: &mut Current, req: &JoinRequest, now: u64) -> Result<JoinAnswer, HubError> {
         let refuse = |reason: &str| {
             Ok(JoinAnswer::Refused {
                 reason: reason.to_owned(),
             })
         };
-        let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let before = Config::read(&state.config)?;
-        let key = self.hub_key(&state, &before)?;
+        let (loaded, config) = (&mut c.loaded, &mut c.config);
+        let state = &loaded.state;
+        let key = self.hub_key(state, config)?;
         if req.hub != key.public_key() {
             return refuse("the token names another hub");
         }
@@ -408,7 +688,7 @@ impl Hub {
         if state.spokes.iter().any(|s| s.public_key == req.spoke) {
             return refuse("this key has joined already");
         }
-        let address = state.free_address()?;
+        let address = state.free_address(config)?;
         let allocation = Allocation {
             address: Cidr {
                 addr: address,
@@ -421,30 +701,30 @@ impl Hub {
             allowed_ips: vec![Cidr::host(address)],
             ..Peer::new(req.spoke)
         };
-        // File, then live device, then state; undo the earlier ones if a
-        // later one fails.
-        let mut after = before.clone();
-        after.add_peer(&peer)?;
-        after.write(&state.config).map_err(io(&state.config))?;
+        // File (appended), then live device, then state (the journal
+        // record commits the join); undo the earlier ones if a later one
+        // fails.
+        let path = state.config.clone();
+        let file_len = config.append_peer(&path, &peer)?;
         let live = self.iface.backend().is_some();
         if live {
             if let Err(e) = device::add_peer(&self.iface, &peer) {
-                let _ = before.write(&state.config);
+                let _ = file::truncate(&path, file_len);
                 return Err(e.into());
             }
         }
-        let w = &mut state.windows[wi];
-        w.nonces.push(req.nonce.clone());
-        w.joins_left -= 1;
-        w.joined.push(req.spoke);
-        state.spokes.push(Spoke {
-            public_key: req.spoke,
-            address,
-            name: req.name.clone(),
-            joined: now,
-        });
-        if let Err(e) = self.save(&state) {
-            let _ = before.write(&state.config);
+        let join = Change::Join {
+            window: req.window.clone(),
+            nonce: req.nonce.clone(),
+            spoke: Spoke {
+                public_key: req.spoke,
+                address,
+                name: req.name.clone(),
+                joined: now,
+            },
+        };
+        if let Err(e) = self.commit(loaded, join) {
+            let _ = file::truncate(&path, file_len);
             if live {
                 let _ = device::remove_peer(&self.iface, &req.spoke);
             }
@@ -469,16 +749,17 @@ impl Hub {
     /// state; its address can be allocated again.
     pub fn revoke(&self, peer: &str) -> Result<Spoke, HubError> {
         let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let spoke = self.find(&state, peer)?;
-        let mut config = Config::read(&state.config)?;
-        config.remove_peer(&spoke.public_key);
+        let mut c = self.current()?;
+        let state = &c.loaded.state;
+        let spoke = self.find(state, peer)?;
+        c.config.remove_peer(&spoke.public_key);
         if self.iface.backend().is_some() {
             device::remove_peer(&self.iface, &spoke.public_key)?;
         }
-        config.write(&state.config).map_err(io(&state.config))?;
-        state.spokes.retain(|s| s.public_key != spoke.public_key);
-        self.save(&state)?;
+        c.config.write(&state.config).map_err(io(&state.config))?;
+        let public_key = spoke.public_key;
+        self.commit(&mut c.loaded, Change::Revoke { public_key })?;
+        self.keep(c);
         Ok(spoke)
     }
 
@@ -562,21 +843,26 @@ mod tests {
                     joined: 0,
                 })
                 .collect(),
+            seq: 0,
         }
+    }
+
+    fn empty() -> Config {
+        Config::new(&Interface::default(), &[])
     }
 
     #[test]
     fn allocation_fills_gaps_and_is_not_capped_at_254() {
         assert_eq!(
             state("10.0.0.0/24", &[])
-                .free_address()
+                .free_address(&empty())
                 .unwrap()
                 .to_string(),
             "10.0.0.2"
         );
         assert_eq!(
             state("10.0.0.0/24", &["10.0.0.2", "10.0.0.4"])
-                .free_address()
+                .free_address(&empty())
                 .unwrap()
                 .to_string(),
             "10.0.0.3"
@@ -584,26 +870,188 @@ mod tests {
         let many: Vec<String> = (2..=254).map(|i| format!("10.0.0.{i}")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(matches!(
-            state("10.0.0.0/24", &refs).free_address(),
+            state("10.0.0.0/24", &refs).free_address(&empty()),
             Err(HubError::Full(_))
         ));
         assert_eq!(
             state("10.0.0.0/16", &refs)
-                .free_address()
+                .free_address(&empty())
                 .unwrap()
                 .to_string(),
             "10.0.0.255"
         );
         assert_eq!(
             state("fd00::/64", &["fd00::2"])
-                .free_address()
+                .free_address(&empty())
                 .unwrap()
                 .to_string(),
             "fd00::3"
         );
         assert!(matches!(
-            state("10.0.0.0/30", &["10.0.0.2"]).free_address(),
+            state("10.0.0.0/30", &["10.0.0.2"]).free_address(&empty()),
             Err(HubError::Full(_))
         ));
+        // A peer in the file (added by hand) holds its address too.
+        let mut file = empty();
+        file.add_peer(&Peer {
+            allowed_ips: vec!["10.0.0.2/32".parse().unwrap()],
+            ..Peer::new(PrivateKey::generate().public_key())
+        })
+        .unwrap();
+        assert_eq!(
+            state("10.0.0.0/24", &[])
+                .free_address(&file)
+                .unwrap()
+                .to_string(),
+            "10.0.0.3"
+        );
+    }
+
+    /// A hub in a temporary directory, with no live device.
+    fn hub() -> (tempfile::TempDir, Hub, Token) {
+        let dir = tempfile::tempdir().unwrap();
+        let iface = Iface::new("kwgunit0").unwrap();
+        let hub = Hub::new(&dir.path().join("state"), &iface);
+        hub.init(&HubInit {
+            network: "10.77.0.0/16".parse().unwrap(),
+            endpoint_host: "192.0.2.1".into(),
+            listen_port: 51820,
+            enrol: "192.0.2.1:51821".into(),
+            config: dir.path().join("etc/kwgunit0.conf"),
+        })
+        .unwrap();
+        let token = hub.open_window(3600, 10_000, crate::now()).unwrap();
+        (dir, hub, token)
+    }
+
+    fn join(hub: &Hub, token: &Token, name: &str) -> Result<Allocation, HubError> {
+        let key = PrivateKey::generate();
+        let req = JoinRequest::new(token, &key, name, crate::now());
+        match hub.handle(&req, crate::now())? {
+            JoinAnswer::Accepted { allocation, .. } => Ok(allocation),
+            JoinAnswer::Refused { reason } => panic!("refused: {reason}"),
+        }
+    }
+
+    fn file_peers(hub: &Hub) -> Vec<PublicKey> {
+        let state = hub.state().unwrap();
+        let config = Config::read(&state.config).unwrap();
+        config.peers().iter().map(|p| p.public_key).collect()
+    }
+
+    #[test]
+    fn joins_are_journalled_and_survive_a_torn_record() {
+        let (_dir, hub, token) = hub();
+        let a = join(&hub, &token, "a").unwrap();
+        assert_eq!(a.address.to_string(), "10.77.0.2/16");
+        let before = hub.state().unwrap();
+        assert_eq!(before.spokes.len(), 1);
+        // The snapshot is untouched by the join: the journal holds it.
+        let snapshot: HubState =
+            serde_json::from_str(&std::fs::read_to_string(hub.state_path()).unwrap()).unwrap();
+        assert!(snapshot.spokes.is_empty());
+
+        // A crash in the middle of appending the next record: a torn line.
+        let journal = hub.journal();
+        let whole = std::fs::read(journal.path()).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&whole[..whole.len() / 2]);
+        std::fs::write(journal.path(), &torn).unwrap();
+        assert_eq!(hub.state().unwrap(), before, "the torn record is ignored");
+
+        // The next join writes over it; both joins are there.
+        let b = join(&hub, &token, "b").unwrap();
+        assert_eq!(b.address.to_string(), "10.77.0.3/16");
+        let after = hub.state().unwrap();
+        let names: Vec<&str> = after.spokes.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(after.windows[0].joined.len(), 2);
+        assert_eq!(
+            file_peers(&hub),
+            after
+                .spokes
+                .iter()
+                .map(|s| s.public_key)
+                .collect::<Vec<_>>()
+        );
+
+        // Damage before good records is reported, not skipped.
+        let mut bad = std::fs::read(journal.path()).unwrap();
+        bad[0] ^= 1;
+        std::fs::write(journal.path(), &bad).unwrap();
+        let e = hub.state().unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn hubs_in_two_processes_see_each_others_changes() {
+        let (dir, a, token) = hub();
+        // Another process: a Hub of its own over the same directory.
+        let b = Hub::new(&dir.path().join("state"), a.iface());
+        let mut given = Vec::new();
+        for (i, h) in [&a, &b, &a, &a, &b, &a].into_iter().enumerate() {
+            given.push(join(h, &token, &format!("s{i}")).unwrap().address.addr);
+        }
+        let mut unique = given.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), given.len(), "{given:?}");
+        // b revokes (rewriting the file), then b compacts: a notices both.
+        b.revoke(&given[1].to_string()).unwrap();
+        assert_eq!(join(&a, &token, "again").unwrap().address.addr, given[1]);
+        b.compact().unwrap();
+        let next = join(&a, &token, "last").unwrap().address.addr;
+        assert!(!given.contains(&next));
+        let state = a.state().unwrap();
+        assert_eq!(state.spokes.len(), 7);
+        assert_eq!(
+            file_peers(&a),
+            state
+                .spokes
+                .iter()
+                .map(|s| s.public_key)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_the_state_and_revoked_addresses_are_reused() {
+        let (_dir, hub, token) = hub();
+        let mut addresses = Vec::new();
+        // Enough joins for the journal to pass COMPACT_AT at least once.
+        for i in 0..300 {
+            addresses.push(join(&hub, &token, &format!("s{i}")).unwrap().address.addr);
+        }
+        let state = hub.state().unwrap();
+        assert_eq!(state.spokes.len(), 300);
+        let snapshot: HubState =
+            serde_json::from_str(&std::fs::read_to_string(hub.state_path()).unwrap()).unwrap();
+        assert!(!snapshot.spokes.is_empty(), "the journal was compacted");
+        assert!(
+            std::fs::metadata(hub.journal().path()).unwrap().len()
+                <= COMPACT_AT.max(std::fs::metadata(hub.state_path()).unwrap().len()) + 4096
+        );
+        let mut sorted = addresses.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 300, "no address given twice");
+
+        // Revoke one: its address is the next one given.
+        let gone = hub.revoke(&addresses[7].to_string()).unwrap();
+        assert_eq!(gone.name, "s7");
+        assert!(!file_peers(&hub).contains(&gone.public_key));
+        assert_eq!(
+            join(&hub, &token, "again").unwrap().address.addr,
+            addresses[7]
+        );
+
+        // A crash after a new snapshot but before the journal was emptied:
+        // the records it already holds are skipped.
+        let journal = std::fs::read(hub.journal().path()).unwrap();
+        assert!(!journal.is_empty());
+        let state = hub.compact().unwrap();
+        std::fs::write(hub.journal().path(), &journal).unwrap();
+        assert_eq!(hub.state().unwrap(), state);
+        assert_eq!(state.spokes.len(), 300);
     }
 }

@@ -8,7 +8,8 @@
 //!   `wg syncconf`, add and remove peers.
 //! - [`link`]: `up`/`down` as wg-quick does them.
 //! - [`hub`], [`token`], [`enrol`]: the hub, its enrolment windows and the
-//!   join exchange.
+//!   join exchange; [`journal`]: the append-only log a hub records its
+//!   changes in.
 //!
 //! ```
 //! use kld_wg::conf::{Config, Interface, Peer};
@@ -39,6 +40,7 @@ pub mod device;
 pub mod enrol;
 pub mod file;
 pub mod hub;
+pub mod journal;
 pub mod key;
 pub mod link;
 pub mod net;

@@ -296,11 +296,16 @@ fn read_lines(stdout: impl Read, tx: mpsc::Sender<Event>) {
     let _ = tx.send(Event::Closed);
 }
 
+/// The end of the kernel console: its last lines, or, when the kernel
+/// panicked, everything from the panic message on (a panic's stack trace can
+/// be longer than the usual tail and would push the message out of it).
 fn console_tail(path: &Path) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join("\n")
+    let tail = lines.len().saturating_sub(CONSOLE_TAIL_LINES);
+    let panic = lines.iter().position(|line| super::is_panic_line(line));
+    lines[panic.map_or(tail, |at| at.min(tail))..].join("\n")
 }
 
 pub(super) fn nonce() -> Result<String, VmError> {

@@ -48,8 +48,13 @@ pub const HOST_PACKAGES: &[&str] = &[
     "gpgv",
     "debian-archive-keyring",
     "xz-utils",
-    // The boot tier builds a ZFS-on-root Debian system with it, too.
+    // The boot tier builds a ZFS-on-root Debian system with it, too; the
+    // seal tier builds the Debian root it seals with it.
     "mmdebstrap",
+    // kexport uploads with scp and checks with ssh; the seal tier runs an
+    // sshd in a network namespace to upload to.
+    "openssh-client",
+    "openssh-server",
     // cargo xtask dist: dpkg-deb and dpkg-shlibdeps (dpkg-dev), strip
     // (binutils); its tests check the package with lintian.
     "dpkg-dev",

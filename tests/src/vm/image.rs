@@ -21,11 +21,14 @@ const INIT: &str = include_str!("init.sh");
 /// where libudev looks, which `zpool create` on a whole disk waits for.
 const UDEV_RECORD: &str = include_str!("udev-record.sh");
 /// Bumped when the layout of the image changes in a way the inputs miss.
-const FORMAT: &str = "kld-vm-image-2";
+const FORMAT: &str = "kld-vm-image-3";
 
 /// Userland programs copied from the host, with where they go in the VM.
 const TOOLS: &[&str] = &[
     "zfs", "zpool", "zdb", "zinject", "zstream", "wg", "nft", "ip", "kmod", "flock",
+    // kexport converts and verifies with qemu-img; kseal attaches image
+    // files with util-linux's losetup (busybox's lacks --show).
+    "qemu-img", "losetup",
 ];
 /// Names under which `kmod` acts as each module tool.
 const KMOD_LINKS: &[&str] = &["modprobe", "insmod", "rmmod", "lsmod", "depmod", "modinfo"];
@@ -38,6 +41,7 @@ const MODULES: &[&str] = &[
     "veth",
     "tun",
     "dummy",
+    "loop",
 ];
 /// Module directories carried whole (nft loads expressions on demand).
 const MODULE_DIRS: &[&str] = &[
@@ -56,6 +60,8 @@ const INPUT_PACKAGES: &[&str] = &[
     "nftables",
     "iproute2",
     "kmod",
+    "qemu-utils",
+    "util-linux",
 ];
 
 /// A built VM base.

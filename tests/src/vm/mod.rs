@@ -83,8 +83,14 @@ pub enum VmError {
     },
 }
 
+/// Whether a line of the kernel console says the kernel panicked (or ZFS
+/// hit an assertion).
+fn is_panic_line(line: &str) -> bool {
+    line.contains("Kernel panic") || line.contains("PANIC")
+}
+
 fn panic_note(console: &str) -> &'static str {
-    if console.contains("Kernel panic") || console.contains("PANIC") {
+    if console.lines().any(is_panic_line) {
         " (the kernel panicked)"
     } else {
         ""

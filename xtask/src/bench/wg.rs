@@ -1,8 +1,9 @@
-//! The WireGuard rows, run on the host: a hub and a spoke in network
+//! The WireGuard rows, run on the host: hubs and a spoke in network
 //! namespaces of their own with userspace WireGuard (`wireguard-go`).
-//! `kwg join` as the hub's 500th peer against `kwg join` as its first (the
-//! goal is flat: within 1.2x), and `kwg show --json` of 500 peers against
-//! `wg show IFACE dump`.
+//! `kwg show --json` of 500 peers against `wg show IFACE dump`, and
+//! `kwg join` to a hub with 500 peers against `kwg join` to a new hub (the
+//! goal is flat: within 1.2x). The two hubs run side by side and each
+//! repetition joins both, so the machine's load hits both sides alike.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,11 +20,21 @@ use super::Row;
 /// The names of the WireGuard rows, for `--only`.
 pub const ROWS: [&str; 2] = ["wg-join-peer-500-vs-1", "wg-show-500-peers"];
 
+/// The hub that gets 500 peers.
 const HUB: &str = "kbenchhub";
+/// The hub that starts empty.
+const NEW_HUB: &str = "kbenchnew";
 const SPOKE: &str = "kbenchspoke";
 
-/// Runs the rows `wanted` keeps, `reps` times each side.
+/// The fewest repetitions of each side: one run of either takes a few
+/// milliseconds, and on a loaded machine medians of fewer swing widely
+/// (medians of 5 gave 0.68x to 2.07x for the same join row).
+const MIN_REPS: u32 = 50;
+
+/// Runs the rows `wanted` keeps, `reps` times each side (at least
+/// [`MIN_REPS`]).
 pub fn rows(reps: u32, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Row>> {
+    let reps = reps.max(MIN_REPS);
     let kwg = kld_tests::vm::build_binaries()?
         .into_iter()
         .find(|p| p.file_name().is_some_and(|n| n == "kwg"))
@@ -40,52 +51,23 @@ pub fn rows(reps: u32, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Row>> {
         kwg: &kwg,
         dir: dir.path(),
     };
-    let _link = Link(&hub);
-    b.hub_kwg(&[
-        "hub",
-        "init",
-        HUB,
-        "--network",
-        "10.96.0.0/16",
-        "--endpoint",
-        "192.0.2.1",
-        "--enrol",
-        "192.0.2.1:51821",
-    ])?;
-    b.hub_kwg(&["up", HUB])?;
-    let _serve = Serve(b.serve()?);
-    let token = b.hub_kwg(&["enrol", "open", HUB, "--joins", "100000", "--for", "1h"])?;
-    let token = token.trim().to_owned();
-    b.wait_for_hub()?;
+    let _link = Link(&hub, HUB);
+    let _new_link = Link(&hub, NEW_HUB);
+    let token = b.start_hub(HUB, "10.96.0.0/16", 51820)?;
+    let _serve = Serve(b.serve(HUB)?);
+    let new_token = b.start_hub(NEW_HUB, "10.95.0.0/16", 51830)?;
+    let _new_serve = Serve(b.serve(NEW_HUB)?);
+    b.wait_for_hub(51821)?;
+    b.wait_for_hub(51831)?;
 
-    let mut out = Vec::new();
-    let want_join = wanted(ROWS[0]);
-    let first = if want_join {
-        b.joins(reps, &token)?
-    } else {
-        Vec::new()
-    };
-    // Fill the hub to 499 spokes, straight through the library (untimed).
+    // Fill the hub to 500 spokes, straight through the library (untimed).
     let parsed = Token::decode(&token)?;
-    for i in 0..499 {
+    for i in 0..500 {
         let key = PrivateKey::generate();
         spoke.run(|| kld_wg::enrol::join(&parsed, &key, &format!("fill{i}"), kld_wg::now()))?;
     }
-    if want_join {
-        let five_hundredth = b.joins(reps, &token)?;
-        out.push(Row::new(
-            ROWS[0],
-            "a spoke joins a hub (kwg join: new key, exchange, file written)",
-            "`kwg join` as the hub's peer #1",
-            "`kwg join` as the hub's peer #500",
-            first,
-            five_hundredth,
-        ));
-    }
+    let mut out = Vec::new();
     if wanted(ROWS[1]) {
-        // One more spoke: 500 live peers.
-        let key = PrivateKey::generate();
-        spoke.run(|| kld_wg::enrol::join(&parsed, &key, "last", kld_wg::now()))?;
         let peers = b.hub_kwg(&["show", HUB, "-H"])?.lines().count();
         if peers != 500 {
             bail!("the hub has {peers} live peers, not 500");
@@ -106,6 +88,30 @@ pub fn rows(reps: u32, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<Row>> {
             "`kwg show IFACE --json`",
             base,
             ours,
+        ));
+    }
+    if wanted(ROWS[0]) {
+        let (mut first, mut five_hundredth) = (Vec::new(), Vec::new());
+        for r in 0..reps {
+            // Each side goes first every other time.
+            if r % 2 == 0 {
+                first.push(b.join(&new_token)?);
+                five_hundredth.push(b.join(&token)?);
+            } else {
+                five_hundredth.push(b.join(&token)?);
+                first.push(b.join(&new_token)?);
+            }
+        }
+        out.push(Row::new(
+            ROWS[0],
+            "a spoke joins a hub (kwg join: new key, exchange, file written)",
+            &format!("`kwg join` to a new hub (its peers #1 to #{reps})"),
+            &format!(
+                "`kwg join` to a hub with 500 peers (#501 to #{})",
+                500 + reps
+            ),
+            first,
+            five_hundredth,
         ));
     }
     Ok(out)
@@ -140,7 +146,30 @@ impl Bench<'_> {
         Ok(self.hub.run(|| cmd.run())?.stdout_str())
     }
 
-    fn serve(&self) -> Result<Child> {
+    /// Initialises the hub `iface` (WireGuard on `port`, joins on
+    /// `port + 1`), brings it up and opens a window; returns its token.
+    fn start_hub(&self, iface: &str, network: &str, port: u16) -> Result<String> {
+        let port_text = port.to_string();
+        let enrol = format!("192.0.2.1:{}", port + 1);
+        self.hub_kwg(&[
+            "hub",
+            "init",
+            iface,
+            "--network",
+            network,
+            "--endpoint",
+            "192.0.2.1",
+            "--listen-port",
+            &port_text,
+            "--enrol",
+            &enrol,
+        ])?;
+        self.hub_kwg(&["up", iface])?;
+        let token = self.hub_kwg(&["enrol", "open", iface, "--joins", "100000", "--for", "1h"])?;
+        Ok(token.trim().to_owned())
+    }
+
+    fn serve(&self, iface: &str) -> Result<Child> {
         Ok(Command::new("ip")
             .args(["netns", "exec", self.hub.name()])
             .arg(self.kwg)
@@ -148,16 +177,16 @@ impl Bench<'_> {
             .arg(self.dir.join("hub/etc"))
             .arg("--state-dir")
             .arg(self.dir.join("hub/state"))
-            .args(["hub", "serve", HUB])
+            .args(["hub", "serve", iface])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?)
     }
 
-    fn wait_for_hub(&self) -> Result<()> {
+    fn wait_for_hub(&self, port: u16) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = "192.0.2.1:51821".parse().expect("an address");
+        let addr = std::net::SocketAddr::from(([192, 0, 2, 1], port));
         let answers = || {
             self.spoke
                 .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
@@ -172,37 +201,30 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// `reps` timed joins, each undone afterwards (revoked on the hub, the
-    /// spoke's file removed), so each lands at the same peer count.
-    fn joins(&self, reps: u32, token: &str) -> Result<Vec<f64>> {
+    /// One timed `kwg join` with `token` (the spoke's file is removed
+    /// afterwards, untimed, for the next one; the hub keeps the peer).
+    fn join(&self, token: &str) -> Result<f64> {
         let conf: PathBuf = self.dir.join("spoke/etc").join(format!("{SPOKE}.conf"));
-        let mut runs = Vec::new();
-        for _ in 0..reps {
-            let cmd = self.kwg("spoke").args([
-                "join", "--no-up", "--iface", SPOKE, "--name", "bench", token,
-            ]);
-            let started = Instant::now();
-            let out = self.spoke.run(|| cmd.run())?.stdout_str();
-            runs.push(started.elapsed().as_secs_f64());
-            let address = out
-                .split(" as ")
-                .nth(1)
-                .and_then(|s| s.split('/').next())
-                .context("kwg join printed no address")?
-                .to_owned();
-            self.hub_kwg(&["revoke", "--iface", HUB, &address])?;
-            std::fs::remove_file(&conf)?;
+        let cmd = self.kwg("spoke").args([
+            "join", "--no-up", "--iface", SPOKE, "--name", "bench", token,
+        ]);
+        let started = Instant::now();
+        let out = self.spoke.run(|| cmd.run())?.stdout_str();
+        let took = started.elapsed().as_secs_f64();
+        if !out.contains(" as ") {
+            bail!("kwg join printed no address: {out}");
         }
-        Ok(runs)
+        std::fs::remove_file(&conf)?;
+        Ok(took)
     }
 }
 
-/// Deletes the hub's link (which ends wireguard-go) when dropped.
-struct Link<'a>(&'a Netns);
+/// Deletes a hub's link (which ends wireguard-go) when dropped.
+struct Link<'a>(&'a Netns, &'static str);
 
 impl Drop for Link<'_> {
     fn drop(&mut self) {
-        let _ = self.0.ip(&["link", "delete", "dev", HUB]);
+        let _ = self.0.ip(&["link", "delete", "dev", self.1]);
     }
 }
 

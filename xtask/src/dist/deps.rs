@@ -45,6 +45,18 @@ pub const TOOLS: &[(&str, Field, &str)] = &[
     ("kst", Field::Recommends, "smartmontools"),
     // kst.timer writes the textfile that node_exporter collects.
     ("kst", Field::Suggests, "prometheus-node-exporter"),
+    // kseal imports, mounts and exports a ZFS system disk's pool with zpool
+    // and zfs (a mounted tree needs neither).
+    ("kseal", Field::Recommends, "zfsutils-linux"),
+    // kexport converts, checks and compares with qemu-img; it seals a ZFS
+    // disk's copy with zpool and zfs (not with --no-seal) and uploads with
+    // ssh and scp (only with --upload). kld-ssh-hostkeys.service (kseal's
+    // first-boot unit, shipped enabled) runs ssh-keygen. Like nftables for
+    // knft, qemu-utils serves one binary of the package: a host that never
+    // exports (most of them) need not carry qemu, so it is recommended.
+    ("kexport", Field::Recommends, "qemu-utils"),
+    ("kexport", Field::Recommends, "zfsutils-linux"),
+    ("kexport", Field::Recommends, "openssh-client"),
 ];
 
 /// The relations of the package: each field's packages, in order, without

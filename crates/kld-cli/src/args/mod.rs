@@ -6,7 +6,9 @@ pub mod kbe;
 pub mod kdarksite;
 pub mod kdf;
 pub mod kdir;
+pub mod kexport;
 pub mod knft;
+pub mod kseal;
 pub mod ksnap;
 pub mod kst;
 pub mod kwg;
@@ -51,6 +53,8 @@ pub fn all() -> Vec<(&'static str, clap::Command)> {
         ("kbe", kbe::Cli::command()),
         ("kdarksite", kdarksite::Cli::command()),
         ("knft", knft::Cli::command()),
+        ("kseal", kseal::Cli::command()),
+        ("kexport", kexport::Cli::command()),
         ("kst", kst::Cli::command()),
         ("kwg", kwg::Cli::command()),
     ]

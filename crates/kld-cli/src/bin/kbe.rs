@@ -6,7 +6,7 @@ use clap::Parser;
 use kld_be::{BeName, BootEnvironment, BootEnvironments, Change, Locate, PrunePolicy, Source};
 use kld_cli::args::kbe::*;
 use kld_cli::failure::{run, Failure};
-use kld_cli::output::{Cell, Table, API_VERSION};
+use kld_cli::output::{print_json, Cell, Table, API_VERSION};
 use kld_cli::time;
 use kld_zfs::name::{DatasetName, PoolName};
 use kld_zfs::Zfs;
@@ -137,10 +137,7 @@ fn list(bes: &BootEnvironments, args: &List) -> Result<ExitCode, Failure> {
                 .collect::<Vec<_>>());
             doc["warnings"] = serde_json::json!(warnings);
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("JSON values serialise")
-        );
+        print_json(&doc);
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(
@@ -239,10 +236,7 @@ fn current(bes: &BootEnvironments, args: &Current) -> Result<ExitCode, Failure> 
             "nextBoot": name(state.next_boot()),
             "rollbackTarget": name(state.rollback_target()),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("JSON values serialise")
-        );
+        print_json(&doc);
         return Ok(ExitCode::SUCCESS);
     }
     match state.active() {

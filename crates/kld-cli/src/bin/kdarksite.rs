@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kld_cli::args::kdarksite::*;
 use kld_cli::failure::{run, Failure};
-use kld_cli::output::{human_bytes, Cell, OutputArgs, Table, API_VERSION};
+use kld_cli::output::{human_bytes, print_json, Cell, OutputArgs, Table, API_VERSION};
 use kld_darksite::build::{self, Options};
 use kld_darksite::download::Progress;
 use kld_darksite::fetch::Fetcher;
@@ -200,10 +200,7 @@ fn verify_cmd(a: &VerifyArgs) -> Result<ExitCode, Failure> {
             "bytes": r.bytes,
             "signedBy": r.signed_by,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("JSON values serialise")
-        );
+        print_json(&doc);
     } else {
         println!(
             "{}: verified: {} packages, {} files ({}) match the indices, Release signed by {}",

@@ -236,7 +236,7 @@ fn snapshots(zfs: &Zfs, cli: &Cli, targets: &[DatasetName]) -> Result<ExitCode, 
             Cell::bytes(s.written),
             Cell::bytes(s.referenced),
             Cell::time(s.creation),
-            Cell::list(&clones),
+            Cell::list(clones),
         ]);
     }
     table.print(&cli.output);

@@ -198,7 +198,7 @@ fn zones_table(live: &LiveTable) -> Table {
         let dropped = chain.and_then(|c| c.rules.iter().rev().find_map(|r| r.packets));
         table.push(vec![
             Cell::text(zone),
-            Cell::list(&matched),
+            Cell::list(matched),
             Cell::number(rules as u64),
             dropped.map_or_else(Cell::none, Cell::number),
         ]);
@@ -215,7 +215,7 @@ fn sets_table(live: &LiveTable) -> Table {
         table.push(vec![
             Cell::text(&set.name),
             Cell::text(&set.kind),
-            Cell::list(&set.elements),
+            Cell::list(set.elements.as_slice()),
         ]);
     }
     table

@@ -157,7 +157,7 @@ fn list(zfs: &Zfs, args: &List) -> Result<ExitCode, Failure> {
             Cell::bytes(s.referenced),
             Cell::bytes(s.written),
             Cell::number(s.holds),
-            Cell::list(&clones),
+            Cell::list(clones),
         ]);
     }
     table.print(&args.output);

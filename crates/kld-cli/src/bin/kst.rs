@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kld_cli::args::kst::Cli;
 use kld_cli::health::{self, render, CheckName, Config, Status};
+use kld_cli::output::{json_bytes, JsonStyle};
 
 /// Exit status for a bad command line or configuration: UNKNOWN, as a
 /// monitoring plugin reports it (2 would read as CRITICAL).
@@ -41,10 +42,13 @@ fn main() -> ExitCode {
     let report = health::run(&config, &checks);
     if !cli.quiet {
         let text = if cli.json {
-            let mut text = serde_json::to_string_pretty(&render::json(&report))
-                .expect("a report is always JSON");
-            text.push('\n');
-            text
+            // A report written to a file is read by programs: compact.
+            let style = match cli.output {
+                Some(_) => JsonStyle::Compact,
+                None => JsonStyle::for_stdout(),
+            };
+            String::from_utf8(json_bytes(&render::json(&report), style))
+                .expect("serde_json writes UTF-8")
         } else if cli.prometheus {
             render::prometheus(&report)
         } else {

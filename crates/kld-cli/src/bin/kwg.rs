@@ -141,7 +141,7 @@ fn show(a: &Show) -> Result<ExitCode, Failure> {
                 Cell::text(p.public_key.to_base64()),
                 p.endpoint
                     .map_or_else(Cell::none, |e| Cell::text(e.to_string())),
-                Cell::list(&ips),
+                Cell::list(ips),
                 p.latest_handshake.map_or_else(Cell::none, Cell::time),
                 p.latest_handshake
                     .map_or_else(Cell::none, |t| Cell::number(now.saturating_sub(t))),
@@ -347,7 +347,8 @@ fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
 
 fn hub_serve(cli: &Cli, a: &HubServe) -> Result<ExitCode, Failure> {
     let hub = hub(cli, &a.iface)?;
-    let state = hub.state().map_err(hub_failure)?;
+    // Start from a compact state: the journal folded into the snapshot.
+    let state = hub.compact().map_err(hub_failure)?;
     let addr = a.listen.clone().unwrap_or(state.enrol);
     let listener = std::net::TcpListener::bind(&addr)
         .map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;

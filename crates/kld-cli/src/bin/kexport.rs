@@ -1,0 +1,203 @@
+//! kexport: a disk exported as verified golden images (qcow2, vmdk, vhd,
+//! ova, raw), sealed first on a copy, optionally uploaded over SSH.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use kld_cli::args::kexport::Cli;
+use kld_cli::failure::{run, Failure};
+use kld_cli::output::{Cell, Table};
+use kld_exec::Cmd;
+use kld_seal::ovf::Machine;
+use kld_seal::{DiskSeal, Export, Exported, Format, Op, Upload};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run("kexport", || export(&cli))
+}
+
+/// Removes the sealed copy when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn formats(s: &str) -> Result<Vec<Format>, Failure> {
+    if s == "all" {
+        return Ok(Format::ALL.to_vec());
+    }
+    Ok(vec![s.parse::<Format>().map_err(Failure::usage)?])
+}
+
+fn name(cli: &Cli) -> Result<String, Failure> {
+    let name = match (&cli.name, std::env::var("KEXPORT_NAME")) {
+        (Some(n), _) => n.clone(),
+        (None, Ok(n)) if !n.is_empty() => n,
+        _ => format!("kld-export-{}", kld_cli::time::stamp(kld_cli::time::now())),
+    };
+    kld_seal::check_name(&name).map_err(Failure::from)?;
+    Ok(name)
+}
+
+fn say(what: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("kexport: {what}");
+    }
+}
+
+fn export(cli: &Cli) -> Result<ExitCode, Failure> {
+    let formats = formats(&cli.format)?;
+    let name = name(cli)?;
+    let upload = match &cli.upload {
+        Some(d) => {
+            let mut u = Upload::new(d.parse().map_err(Failure::from)?);
+            if let Some(k) = &cli.known_hosts {
+                u = u.known_hosts(k);
+            }
+            if let Some(i) = &cli.identity {
+                u = u.identity(i);
+            }
+            if let Some(p) = cli.port {
+                u = u.port(p);
+            }
+            Some(u)
+        }
+        None => None,
+    };
+    kld_seal::ensure_unused(&cli.source)?;
+    let machine = Machine {
+        name: name.clone(),
+        cpus: cli.cpus,
+        memory_mib: cli.memory,
+    };
+    // Before the copy and the seal, which take minutes on a real disk.
+    Export::new(&cli.source, &cli.outdir, machine.clone())?.check_free(&formats)?;
+    if cli.dry_run {
+        return dry_run(cli, &name, &formats, machine);
+    }
+    std::fs::create_dir_all(&cli.outdir)
+        .map_err(|e| Failure::new(format!("creating {}: {e}", cli.outdir.display())))?;
+    let progress = std::io::stderr().is_terminal();
+    let (source, _copy) = if cli.no_seal {
+        (cli.source.clone(), None)
+    } else {
+        let copy = sealing_copy(&cli.outdir, &name);
+        let scratch = Scratch(copy.clone());
+        say(&format!(
+            "copying {} to seal the copy",
+            cli.source.display()
+        ));
+        let mut c = Cmd::new("qemu-img").arg("convert");
+        if progress {
+            c = c.arg("-p");
+        }
+        let src_format = kld_seal::info(&cli.source)?.format;
+        let c = c
+            .args(["-f", &src_format, "-O", "raw"])
+            .arg(&cli.source)
+            .arg(&copy);
+        if progress {
+            c.run_streaming()
+        } else {
+            c.run().map(drop)
+        }
+        .map_err(|e| Failure::new(e).context("copying the source"))?;
+        let report = kld_seal::seal_disk(
+            &copy,
+            &DiskSeal {
+                ops: Op::DEFAULT.to_vec(),
+                force_import: cli.force_import,
+                dry_run: false,
+            },
+        )
+        .map_err(|e| Failure::from(e).context("sealing the copy"))?;
+        say(&format!(
+            "sealed pool {} ({} datasets, {} changes)",
+            report.pool,
+            report.datasets.len(),
+            report.plan.steps.len()
+        ));
+        (copy, Some(scratch))
+    };
+    let job = Export::new(&source, &cli.outdir, machine)?.progress(progress);
+    let mut done: Vec<(Exported, Option<String>)> = Vec::new();
+    for f in &formats {
+        say(&format!("exporting {f}"));
+        let e = job.export(*f).map_err(|e| {
+            Failure::from(e).context(format!("exporting {f} ({} finished before)", done.len()))
+        })?;
+        let remote = match &upload {
+            Some(u) => {
+                say(&format!("uploading {}", e.path.display()));
+                let r = u.send(&e.path, &e.sha256)?;
+                let sidecar_sha = kld_seal::hash::sha256_file(&e.checksum_path)?;
+                u.send(&e.checksum_path, &sidecar_sha)?;
+                Some(r)
+            }
+            None => None,
+        };
+        done.push((e, remote));
+    }
+    let mut t = Table::new(
+        "ExportList",
+        &[
+            ("FORMAT", "format"),
+            ("PATH", "path"),
+            ("SIZE", "size"),
+            ("SHA256", "sha256"),
+            ("UPLOADED", "uploaded"),
+        ],
+    );
+    for (e, remote) in &done {
+        t.push(vec![
+            Cell::text(e.format.name()),
+            Cell::text(e.path.display().to_string()),
+            Cell::bytes(e.size),
+            Cell::text(&e.sha256),
+            remote.as_ref().map(Cell::text).unwrap_or_else(Cell::none),
+        ]);
+    }
+    t.print(&cli.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sealing_copy(outdir: &Path, name: &str) -> PathBuf {
+    outdir.join(format!(".{name}.sealing-{}.raw", std::process::id()))
+}
+
+fn dry_run(
+    cli: &Cli,
+    name: &str,
+    formats: &[Format],
+    machine: Machine,
+) -> Result<ExitCode, Failure> {
+    let job = Export::new(&cli.source, &cli.outdir, machine)?;
+    if !cli.no_seal {
+        let copy = sealing_copy(&cli.outdir, name);
+        println!(
+            "qemu-img convert -O raw {} {}",
+            cli.source.display(),
+            copy.display()
+        );
+        let ops: Vec<&str> = Op::DEFAULT.iter().map(|o| o.name()).collect();
+        println!("kseal {} (operations: {})", copy.display(), ops.join(","));
+        println!("(the exports below then read the sealed copy)");
+    }
+    for f in formats {
+        for line in job.plan(*f)? {
+            println!("{line}");
+        }
+        if let Some(d) = &cli.upload {
+            println!(
+                "upload {} and its .sha256 to {d}",
+                job.output_path(*f).display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
