@@ -559,5 +559,66 @@ fn files_kld_writes_are_accepted_by_wg_quick_strip_and_wg_setconf() {
             dump.lines().next().unwrap().contains("\t51999\t0x42"),
             "{dump}"
         );
+        assert_eq!(show_as_dump(&host), dump_peers(&dump), "{dump}");
     }
+}
+
+/// A peer as both `wg show dump` and `kwg show --json` report it:
+/// key, endpoint, allowed IPs (sorted), latest handshake, rx, tx.
+type PeerRow = (String, String, Vec<String>, u64, u64, u64);
+
+fn dump_peers(dump: &str) -> Vec<PeerRow> {
+    let none = |v: &str| {
+        if v == "(none)" {
+            String::new()
+        } else {
+            v.to_owned()
+        }
+    };
+    let mut rows: Vec<PeerRow> = dump
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let mut ips: Vec<String> = f[3]
+                .split(',')
+                .filter(|i| *i != "(none)")
+                .map(str::to_owned)
+                .collect();
+            ips.sort();
+            let n = |i: usize| f[i].parse::<u64>().unwrap();
+            (f[0].to_owned(), none(f[2]), ips, n(4), n(5), n(6))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn show_as_dump(host: &Host) -> Vec<PeerRow> {
+    let json: serde_json::Value =
+        serde_json::from_str(&host.ok(&["show", &host.iface, "--json"])).unwrap();
+    let mut rows: Vec<PeerRow> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut ips: Vec<String> = p["allowedIps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_owned())
+                .collect();
+            ips.sort();
+            (
+                p["publicKey"].as_str().unwrap().to_owned(),
+                p["endpoint"].as_str().unwrap_or("").to_owned(),
+                ips,
+                p["latestHandshake"].as_u64().unwrap_or(0),
+                p["rxBytes"].as_u64().unwrap(),
+                p["txBytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
 }

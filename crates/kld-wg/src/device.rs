@@ -13,6 +13,7 @@ use wireguard_control::{
 use crate::conf::{Config, Peer};
 use crate::key::PublicKey;
 use crate::net::Cidr;
+use crate::uapi::{self, Bad};
 
 /// Why a live device operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,16 @@ pub enum DeviceError {
         action: &'static str,
         /// What the backend said.
         source: std::io::Error,
+    },
+    /// A userspace device answered with something that is not the UAPI.
+    #[error("WireGuard interface {iface}: its UAPI answer, line {line}: {reason}")]
+    Protocol {
+        /// The interface.
+        iface: String,
+        /// The line of the answer, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
     },
     /// An endpoint that does not resolve.
     #[error("cannot resolve endpoint {0}")]
@@ -151,7 +162,7 @@ pub struct DeviceStatus {
     pub backend: &'static str,
     /// Its public key, if a private key is set.
     pub public_key: Option<PublicKey>,
-    /// Its UDP port.
+    /// Its UDP port, if it has one.
     pub listen_port: Option<u16>,
     /// Its peers.
     pub peers: Vec<PeerStatus>,
@@ -198,6 +209,8 @@ fn backend(iface: &Iface) -> Result<Backend, DeviceError> {
 
 /// Reads a device's state: one read through the backend that runs it
 /// (userspace first, as `wg` does; the kernel when no UAPI socket answers).
+/// Userspace devices are read by kld's own UAPI reader (see the crate
+/// README), kernel devices through `wireguard-control`.
 pub fn show(iface: &Iface) -> Result<DeviceStatus, DeviceError> {
     if !iface.exists() {
         return Err(DeviceError::Missing(iface.to_string()));
@@ -208,23 +221,35 @@ pub fn show(iface: &Iface) -> Result<DeviceStatus, DeviceError> {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
         )
     };
-    let (b, d) = match Device::get(&iface.wg(), Backend::Userspace) {
-        Ok(d) => (Backend::Userspace, d),
-        Err(e) if no_socket(&e) => match Device::get(&iface.wg(), Backend::Kernel) {
-            Ok(d) => (Backend::Kernel, d),
-            Err(_) => return Err(DeviceError::Missing(iface.to_string())),
-        },
-        Err(e) => return Err(io(iface, "reading it")(e)),
-    };
+    match uapi::get(&iface.socket()) {
+        Ok(d) => Ok(DeviceStatus {
+            iface: iface.clone(),
+            backend: "userspace",
+            public_key: d.public_key,
+            listen_port: d.listen_port,
+            peers: d.peers,
+        }),
+        Err(Bad::Io(e)) if no_socket(&e) => show_kernel(iface),
+        Err(Bad::Io(e)) => Err(io(iface, "reading it")(e)),
+        Err(Bad::Errno(n)) => Err(io(iface, "reading it")(std::io::Error::from_raw_os_error(
+            n.abs(),
+        ))),
+        Err(Bad::Line { line, reason }) => Err(DeviceError::Protocol {
+            iface: iface.to_string(),
+            line,
+            reason,
+        }),
+    }
+}
+
+fn show_kernel(iface: &Iface) -> Result<DeviceStatus, DeviceError> {
+    let d = Device::get(&iface.wg(), Backend::Kernel)
+        .map_err(|_| DeviceError::Missing(iface.to_string()))?;
     Ok(DeviceStatus {
         iface: iface.clone(),
-        backend: if b == Backend::Userspace {
-            "userspace"
-        } else {
-            "kernel"
-        },
+        backend: "kernel",
         public_key: d.public_key.map(|k| PublicKey::from_bytes(k.0)),
-        listen_port: d.listen_port,
+        listen_port: d.listen_port.filter(|&p| p != 0),
         peers: d
             .peers
             .into_iter()

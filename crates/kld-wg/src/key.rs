@@ -95,6 +95,11 @@ impl PrivateKey {
         STANDARD.encode(self.0)
     }
 
+    /// A key from raw bytes, as a device reports it.
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> PrivateKey {
+        PrivateKey(bytes)
+    }
+
     /// The matching public key, as `wg pubkey` computes it.
     pub fn public_key(&self) -> PublicKey {
         let secret = x25519_dalek::StaticSecret::from(self.0);

@@ -45,6 +45,7 @@ pub mod key;
 pub mod link;
 pub mod net;
 pub mod token;
+mod uapi;
 
 /// Seconds since the epoch now.
 pub fn now() -> u64 {
