@@ -7,7 +7,8 @@
 //! [`netns`] gives host-tier tests network namespaces joined by veth pairs,
 //! and real TCP traffic between them. [`kst`] collects and validates kst's
 //! outputs (JSON schema, promtool) from VM and boot-tier runs. [`sealroot`]
-//! is the real Debian root the seal tests seal.
+//! is the real Debian root the seal tests seal. [`units`] verifies the
+//! systemd units kld ships.
 #![deny(missing_docs)]
 
 pub mod darksite;
@@ -15,4 +16,5 @@ pub mod dist;
 pub mod kst;
 pub mod netns;
 pub mod sealroot;
+pub mod units;
 pub mod vm;

@@ -442,11 +442,7 @@ fn the_boot_unit_is_valid_and_loads_the_boot_ruleset() {
         text.contains(&format!("ConditionPathExists={boot}")),
         "{text}"
     );
-    Cmd::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .run()
-        .unwrap();
+    kld_tests::units::verify(&[&unit]);
 }
 
 #[test]

@@ -378,11 +378,7 @@ fn the_first_boot_unit_is_valid() {
     assert_eq!(text, kld_seal::SSH_HOSTKEYS_UNIT);
     assert!(text.contains("ExecStart=/usr/bin/ssh-keygen -A"));
     assert!(text.contains("Before=ssh.service"));
-    Cmd::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .run()
-        .unwrap();
+    kld_tests::units::verify(&[&unit]);
 }
 
 #[test]

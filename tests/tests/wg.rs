@@ -427,11 +427,10 @@ fn the_systemd_units_are_valid() {
         let text = text.replace("/usr/bin/kwg", &KWG.display().to_string());
         std::fs::write(tmp.path().join(instance), text).unwrap();
     }
-    let mut cmd = kld_exec::Cmd::new("systemd-analyze").arg("verify");
-    for instance in ["kwg@wg0.service", "kwg-hub@wg0.service"] {
-        cmd = cmd.arg(tmp.path().join(instance));
-    }
-    cmd.run().unwrap();
+    kld_tests::units::verify(&[
+        &tmp.path().join("kwg@wg0.service"),
+        &tmp.path().join("kwg-hub@wg0.service"),
+    ]);
 }
 
 /// Files kld writes (a hub's, with peers, and one using every key) are
