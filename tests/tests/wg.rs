@@ -263,6 +263,15 @@ fn hub_and_two_spokes_join_talk_refuse_and_revoke() {
     }
     let scripted = hub.ok(&["show", &hub.iface, "-H"]);
     assert_eq!(scripted.lines().count(), 2, "{scripted}");
+    // Every interface: only the hub's, though the spokes' UAPI sockets
+    // (other namespaces) are in the same directory.
+    let all: serde_json::Value = serde_json::from_str(&hub.ok(&["show", "--json"])).unwrap();
+    let all = all["items"].as_array().unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all.iter().all(|p| p["interface"] == hub.iface.as_str()),
+        "{all:?}"
+    );
 
     // apply (syncconf): with one peer changed in the file, only that peer
     // is touched; the other keeps its session (same handshake).

@@ -86,14 +86,8 @@ impl Iface {
 
     /// Whether a link of this name exists in this network namespace (UAPI
     /// sockets are shared by all namespaces; links are not).
-    /// Read from `/proc/thread-self/net/dev`, which follows the calling
-    /// thread's namespace even where `/sys` was mounted for another.
     pub fn exists(&self) -> bool {
-        std::fs::read_to_string("/proc/thread-self/net/dev").is_ok_and(|t| {
-            t.lines()
-                .filter_map(|l| l.split_once(':'))
-                .any(|(name, _)| name.trim() == self.0)
-        })
+        links_here().contains(&self.0)
     }
 
     /// The UAPI socket a userspace implementation serves for it.
@@ -168,18 +162,34 @@ pub struct DeviceStatus {
     pub peers: Vec<PeerStatus>,
 }
 
-/// The WireGuard interfaces that exist (kernel and userspace), sorted.
+/// The names of the links in the calling thread's network namespace, read
+/// from `/proc/thread-self/net/dev`, which follows the thread's namespace
+/// even where `/sys` was mounted for another.
+fn links_here() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/net/dev")
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(name, _)| name.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The WireGuard interfaces that exist in this network namespace (kernel,
+/// and userspace: a UAPI socket whose link is here), sorted.
 pub fn list() -> Vec<Iface> {
     let mut out: Vec<Iface> = Device::list(Backend::Kernel)
         .unwrap_or_default()
         .iter()
         .filter_map(|n| Iface::new(&n.as_str_lossy()).ok())
         .collect();
+    let links = links_here();
     if let Ok(dir) = std::fs::read_dir(SOCKET_DIR) {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(iface) = name.strip_suffix(".sock").and_then(|n| Iface::new(n).ok()) {
-                if iface.backend() == Some(Backend::Userspace) {
+                if links.contains(&iface.0) {
                     out.push(iface);
                 }
             }

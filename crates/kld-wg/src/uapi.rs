@@ -72,7 +72,7 @@ pub(crate) fn get(socket: &Path) -> Result<Dump, Bad> {
         }
         filled += n;
         let mut start = 0;
-        while let Some(end) = buf[start..filled].iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', &buf[start..filled]) {
             let line = &buf[start..start + end];
             start += end + 1;
             if line.is_empty() {
@@ -119,10 +119,11 @@ impl Parser {
 
     fn line(&mut self, line: &[u8]) -> Result<(), Bad> {
         self.lines += 1;
-        let text = std::str::from_utf8(line).map_err(|_| self.bad("not UTF-8"))?;
-        let (key, value) = text
-            .split_once('=')
-            .ok_or_else(|| self.bad("not key=value"))?;
+        // Keys and most values are ASCII digits or hex: they are read as
+        // bytes; only addresses are read as text.
+        let eq = memchr::memchr(b'=', line).ok_or_else(|| self.bad("not key=value"))?;
+        let (key, value) = (&line[..eq], &line[eq + 1..]);
+        let key = std::str::from_utf8(key).map_err(|_| self.bad("a key that is not UTF-8"))?;
         if self.errno.is_some() {
             return Err(self.bad(format!("{key} after errno")));
         }
@@ -154,15 +155,21 @@ impl Parser {
                 self.peer(key)?;
             }
             "endpoint" => {
-                let addr: SocketAddr = value
-                    .parse()
-                    .map_err(|_| self.bad(format!("endpoint: {value:?} is not an address:port")))?;
+                let addr: SocketAddr = self.text(key, value)?.parse().map_err(|_| {
+                    self.bad(format!(
+                        "endpoint: {:?} is not an address:port",
+                        String::from_utf8_lossy(value)
+                    ))
+                })?;
                 self.peer(key)?.endpoint = Some(addr);
             }
             "allowed_ip" => {
-                let cidr: Cidr = value
-                    .parse()
-                    .map_err(|_| self.bad(format!("allowed_ip: {value:?} is not a network")))?;
+                let cidr: Cidr = self.text(key, value)?.parse().map_err(|_| {
+                    self.bad(format!(
+                        "allowed_ip: {:?} is not a network",
+                        String::from_utf8_lossy(value)
+                    ))
+                })?;
                 self.peer(key)?.allowed_ips.push(cidr);
             }
             "last_handshake_time_sec" => {
@@ -175,7 +182,14 @@ impl Parser {
                 let secs: u16 = self.number(key, value)?;
                 self.peer(key)?.persistent_keepalive = Some(secs).filter(|&s| s > 0);
             }
-            "errno" => self.errno = Some(self.number(key, value)?),
+            "errno" => {
+                let (sign, digits) = match value.strip_prefix(b"-") {
+                    Some(rest) => (-1, rest),
+                    None => (1, value),
+                };
+                let n: i32 = self.number(key, digits)?;
+                self.errno = Some(sign * n);
+            }
             // Known keys kld does not report, and keys of newer versions
             // of the protocol: checked as numbers where they are numbers.
             "fwmark" | "last_handshake_time_nsec" | "protocol_version" => {
@@ -186,15 +200,23 @@ impl Parser {
         Ok(())
     }
 
-    fn number<T: std::str::FromStr>(&self, key: &str, value: &str) -> Result<T, Bad> {
-        // `parse` would also take a leading '+'; the protocol has digits.
-        let digits = value.strip_prefix('-').unwrap_or(value);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(self.bad(format!("{key}: {value:?} is not a number")));
+    fn text<'v>(&self, key: &str, value: &'v [u8]) -> Result<&'v str, Bad> {
+        std::str::from_utf8(value).map_err(|_| self.bad(format!("{key}: not UTF-8")))
+    }
+
+    /// Decimal digits (no sign, no '+') as a `T`.
+    fn number<T: TryFrom<u64>>(&self, key: &str, value: &[u8]) -> Result<T, Bad> {
+        let shown = || String::from_utf8_lossy(value).into_owned();
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err(self.bad(format!("{key}: {:?} is not a number", shown())));
         }
         value
-            .parse()
-            .map_err(|_| self.bad(format!("{key}: {value} is out of range")))
+            .iter()
+            .try_fold(0u64, |n, d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.bad(format!("{key}: {} is out of range", shown())))
     }
 
     fn peer(&mut self, key: &str) -> Result<&mut PeerStatus, Bad> {
@@ -215,15 +237,21 @@ impl Parser {
 }
 
 /// 64 hex digits (either case) as 32 bytes, wiped when dropped.
-fn hex32(text: &str) -> Option<Zeroizing<[u8; 32]>> {
-    let digit = |c: u8| (c as char).to_digit(16);
-    let text = text.as_bytes();
+fn hex32(text: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
     if text.len() != 64 {
         return None;
     }
     let mut out = Zeroizing::new([0u8; 32]);
     for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok()?;
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(out)
 }

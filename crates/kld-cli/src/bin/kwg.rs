@@ -10,7 +10,7 @@ use kld_cli::args::kwg::*;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, Table};
 use kld_wg::conf::{Config, Interface, Peer};
-use kld_wg::device::{self, Iface};
+use kld_wg::device::{self, DeviceError, Iface};
 use kld_wg::hub::{Hub, HubInit as Init, DEFAULT_ENROL_PORT};
 use kld_wg::key::{PresharedKey, PrivateKey};
 use kld_wg::net::Cidr;
@@ -133,7 +133,12 @@ fn show(a: &Show) -> Result<ExitCode, Failure> {
         ],
     );
     for i in &ifaces {
-        let status = device::show(i).map_err(fail)?;
+        let status = match device::show(i) {
+            Ok(s) => s,
+            // Listing all: one that went away meanwhile is not an error.
+            Err(DeviceError::Missing(_)) if a.iface.is_none() => continue,
+            Err(e) => return Err(fail(e)),
+        };
         for p in &status.peers {
             let ips: Vec<String> = p.allowed_ips.iter().map(Cidr::to_string).collect();
             table.push(vec![
