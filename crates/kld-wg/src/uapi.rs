@@ -59,6 +59,12 @@ pub(crate) enum Bad {
 pub(crate) fn get(socket: &Path) -> Result<Dump, Bad> {
     let mut stream = UnixStream::connect(socket).map_err(Bad::Io)?;
     stream.write_all(b"get=1\n\n").map_err(Bad::Io)?;
+    read_answer(&mut stream)
+}
+
+/// Reads and parses an answer, up to its blank line, through one fixed
+/// buffer.
+fn read_answer(answer: &mut impl Read) -> Result<Dump, Bad> {
     let mut parser = Parser::default();
     let mut buf = Zeroizing::new(vec![0u8; BUFFER]);
     let mut filled = 0;
@@ -66,7 +72,7 @@ pub(crate) fn get(socket: &Path) -> Result<Dump, Bad> {
         if filled == buf.len() {
             return Err(parser.bad("a line longer than the protocol has"));
         }
-        let n = stream.read(&mut buf[filled..]).map_err(Bad::Io)?;
+        let n = answer.read(&mut buf[filled..]).map_err(Bad::Io)?;
         if n == 0 {
             return Err(parser.bad("the answer ended before its blank line"));
         }
@@ -85,21 +91,10 @@ pub(crate) fn get(socket: &Path) -> Result<Dump, Bad> {
     }
 }
 
-/// Parses a whole answer (its lines up to the blank one).
+/// Parses a whole answer held in memory.
 #[cfg(test)]
-fn parse(text: &[u8]) -> Result<Dump, Bad> {
-    let mut parser = Parser::default();
-    // Only lines ended by a newline are whole, as in `get`.
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        let Some(line) = line.strip_suffix(b"\n") else {
-            break;
-        };
-        if line.is_empty() {
-            return parser.finish();
-        }
-        parser.line(line)?;
-    }
-    Err(parser.bad("the answer ended before its blank line"))
+fn parse(mut text: &[u8]) -> Result<Dump, Bad> {
+    read_answer(&mut text)
 }
 
 #[derive(Default)]
@@ -340,6 +335,34 @@ mod tests {
                 persistent_keepalive: Some(25),
             }]
         );
+    }
+
+    #[test]
+    fn an_answer_in_pieces_reads_as_a_whole() {
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let want = Dump {
+            public_key: None,
+            listen_port: Some(51820),
+            peers: vec![PeerStatus {
+                public_key: PrivateKey::generate().public_key(),
+                endpoint: Some("192.0.2.1:51820".parse().unwrap()),
+                allowed_ips: vec!["10.0.0.2/32".parse().unwrap()],
+                latest_handshake: Some(5),
+                rx_bytes: 1,
+                tx_bytes: 2,
+                persistent_keepalive: None,
+            }],
+        };
+        let text = render(None, &want);
+        assert_eq!(read_answer(&mut Dribble(text.as_bytes())).unwrap(), want);
     }
 
     #[test]

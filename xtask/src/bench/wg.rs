@@ -1,9 +1,8 @@
 //! The WireGuard rows, run on the host: hubs and a spoke in network
 //! namespaces of their own with userspace WireGuard (`wireguard-go`).
 //! `kwg show --json` of 500 peers against `wg show all dump` (the issue's
-//! pair), and
-//! `kwg join` to a hub with 500 peers against `kwg join` to a new hub (the
-//! goal is flat: within 1.2x). The two hubs run side by side and each
+//! pair), and `kwg join` to a hub with 500 peers against `kwg join` to a new
+//! hub (the goal is flat: within 1.2x). The two hubs run side by side and each
 //! repetition joins both, so the machine's load hits both sides alike.
 
 use std::path::{Path, PathBuf};
