@@ -1,6 +1,7 @@
-//! Live WireGuard devices through `wireguard-control`: its kernel
-//! (netlink) backend, or its userspace backend (the UAPI socket
-//! `/var/run/wireguard/IFACE.sock` that `wireguard-go` serves).
+//! Live WireGuard devices, kernel or userspace (the UAPI socket
+//! `/var/run/wireguard/IFACE.sock` that `wireguard-go` serves). Changes go
+//! through `wireguard-control`'s two backends, as do reads of kernel
+//! devices; userspace devices are read by the private `uapi` reader.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
