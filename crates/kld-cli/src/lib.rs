@@ -1,5 +1,5 @@
 //! What kld's binaries share: output modes, error reporting and exit codes,
-//! time, and resolving a TARGET (a dataset or a path) to a dataset. Each
+//! a progress line, time, and resolving a TARGET (a dataset or a path) to a dataset. Each
 //! binary is one file in `src/bin/`.
 #![deny(missing_docs)]
 
@@ -8,5 +8,6 @@ pub mod failure;
 pub mod health;
 pub mod migrate;
 pub mod output;
+pub mod progress;
 pub mod target;
 pub mod time;

@@ -143,6 +143,35 @@ impl Cmd {
         self.check(status, &stderr)
     }
 
+    /// Runs the program to completion, handing its standard output to
+    /// `on_stdout` piece by piece as it arrives (for progress a program
+    /// prints while it works); standard error is kept for the error, as
+    /// with [`run`](Self::run).
+    pub fn run_reading(&self, mut on_stdout: impl FnMut(&[u8])) -> Result<(), Error> {
+        let mut child = self.spawn(self.own_stdin(), Stdio::piped())?;
+        let feeder = self.feed_stdin(&mut child);
+        let stderr = drain(child.stderr.take());
+        let read = match child.stdout.take() {
+            Some(mut pipe) => {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => on_stdout(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+            None => Ok(()),
+        };
+        let status = child.wait().map_err(|source| self.io(source))?;
+        let stderr = stderr.join().unwrap_or_default();
+        read.map_err(|source| self.io(source))?;
+        join_feeder(feeder).map_err(|source| self.io(source))?;
+        self.check(status, &stderr)
+    }
+
     /// Starts the program and does not wait for it: it runs in a process
     /// group of its own (a terminal's Ctrl-C or hang-up does not reach it),
     /// with standard input, output and error on `/dev/null`, and outlives
@@ -307,6 +336,22 @@ mod tests {
         let input = vec![b'x'; 4 << 20];
         let out = Cmd::new("cat").stdin_bytes(input.clone()).run().unwrap();
         assert_eq!(out.stdout, input);
+    }
+
+    #[test]
+    fn stdout_arrives_in_pieces_and_stderr_stays_for_the_error() {
+        let mut seen = Vec::new();
+        Cmd::new("sh")
+            .args(["-c", "printf 'a\\r'; sleep 0.05; printf 'b\\r'"])
+            .run_reading(|piece| seen.push(piece.to_vec()))
+            .unwrap();
+        assert_eq!(seen.concat(), b"a\rb\r");
+        let err = Cmd::new("sh")
+            .args(["-c", "printf out; echo why >&2; exit 4"])
+            .run_reading(|_| {})
+            .unwrap_err();
+        assert_eq!(err.exit_code(), Some(4));
+        assert_eq!(err.stderr(), "why");
     }
 
     #[test]

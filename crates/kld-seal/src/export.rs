@@ -1,17 +1,28 @@
-//! Exports: a source disk converted by `qemu-img` to a temporary name,
-//! verified (`qemu-img check` where the format has one, `qemu-img compare`
-//! against the source), checksummed (`NAME.FORMAT.sha256`), and only then
-//! renamed to its final name, which is never overwritten.
+//! Exports: a source disk written to a temporary name (qcow2 by kld's own
+//! writer, hashed as it is written; the other formats by `qemu-img
+//! convert`), verified (`qemu-img check` where the format has one, `qemu-img
+//! compare` against the source), checksummed (`NAME.FORMAT.sha256`), and
+//! only then renamed to its final name, which is never overwritten.
+//!
+//! A source is always read as a raw disk, never probed: a guest can write
+//! any header into its own disk, and a disk qemu took for a qcow2 image with
+//! a backing file would have host files read into the export.
 
 use std::fmt;
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{mpsc, Arc};
 
 use kld_exec::Cmd;
 
 use crate::error::{Error, Result};
-use crate::hash::{sha256_file, ChecksumLine};
+use crate::hash::{sha256_file, sha256_following, ChecksumLine};
 use crate::ovf::{self, Machine, ManifestEntry};
+use crate::progress::{Progress, QemuProgress};
+use crate::qcow2::{self, Layout};
+use crate::scan;
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,20 +126,19 @@ pub fn parse_info(json: &str) -> Result<DiskInfo> {
     })
 }
 
-/// Runs `qemu-img info` (with image locking, as always), qemu guessing the
-/// format.
+/// Runs `qemu-img info` on a source disk, read as raw (never probed). With
+/// image locking, as always: a disk a running VM has open is refused.
 pub fn info(path: &Path) -> Result<DiskInfo> {
-    info_as(path, None)
+    info_as(path, "raw")
 }
 
-/// `qemu-img info`, reading the file as `format` if given (a fixed VHD has
-/// no header to be recognised by, only a footer).
-fn info_as(path: &Path, format: Option<&str>) -> Result<DiskInfo> {
-    let mut c = Cmd::new("qemu-img").args(["info", "--output=json"]);
-    if let Some(f) = format {
-        c = c.args(["-f", f]);
-    }
-    let out = c.arg(path).run()?;
+/// `qemu-img info`, reading the file as `format` (never probing: a fixed
+/// VHD, say, has no header to be recognised by, only a footer).
+fn info_as(path: &Path, format: &str) -> Result<DiskInfo> {
+    let out = Cmd::new("qemu-img")
+        .args(["info", "--output=json", "-f", format])
+        .arg(path)
+        .run()?;
     parse_info(&out.stdout_str())
 }
 
@@ -178,13 +188,27 @@ fn as_name<S: serde::Serializer>(f: &Format, s: S) -> std::result::Result<S::Ok,
     s.serialize_str(f.name())
 }
 
+/// A progress callback (see [`Export::progress`]).
+type OnProgress = Arc<dyn Fn(Progress) + Send + Sync>;
+
 /// An export of one source to an output directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Export {
     source: PathBuf,
     outdir: PathBuf,
     machine: Machine,
-    progress: bool,
+    progress: Option<OnProgress>,
+}
+
+impl fmt::Debug for Export {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Export")
+            .field("source", &self.source)
+            .field("outdir", &self.outdir)
+            .field("machine", &self.machine)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// Removes a temporary path (file or directory) when dropped.
@@ -198,20 +222,22 @@ impl Drop for Scratch {
 }
 
 impl Export {
-    /// Exports `source` into `outdir`; `machine.name` names the files.
+    /// Exports `source` (a raw disk: block device, zvol or raw image) into
+    /// `outdir`; `machine.name` names the files.
     pub fn new(source: &Path, outdir: &Path, machine: Machine) -> Result<Export> {
         check_name(&machine.name)?;
         Ok(Export {
             source: source.to_path_buf(),
             outdir: outdir.to_path_buf(),
             machine,
-            progress: false,
+            progress: None,
         })
     }
 
-    /// Shows qemu-img's progress (for a terminal).
-    pub fn progress(mut self, on: bool) -> Self {
-        self.progress = on;
+    /// Calls `report` as each output is written (often: throttle a
+    /// display). The library itself never prints.
+    pub fn progress(mut self, report: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(report));
         self
     }
 
@@ -249,26 +275,38 @@ impl Export {
         ))
     }
 
-    fn convert_cmd(&self, src_format: &str, src: &Path, f: Format, dst: &Path) -> Cmd {
+    /// `qemu-img convert` of the raw disk `src` to `dst` in format `f`.
+    fn convert_cmd(&self, src: &Path, f: Format, dst: &Path) -> Cmd {
         let mut c = Cmd::new("qemu-img").arg("convert");
-        if self.progress {
+        if self.progress.is_some() {
             c = c.arg("-p");
         }
-        c = c.args(["-f", src_format, "-O", qemu_format(f)]);
+        c = c.args(["-f", "raw", "-O", qemu_format(f)]);
         if let Some(o) = qemu_options(f) {
             c = c.args(["-o", o]);
         }
         c.arg(src).arg(dst)
     }
 
-    /// The commands an export of `f` runs, for `--dry-run` (the source's
-    /// format is read with `qemu-img info`, which changes nothing).
+    /// The steps an export of `f` takes, for `--dry-run` (the source is
+    /// read with `qemu-img info`, which changes nothing).
     pub fn plan(&self, f: Format) -> Result<Vec<String>> {
-        let src = info(&self.source)?;
+        info(&self.source)?;
         let tmp = self.temp_path(f, "partial");
-        let mut lines = vec![self
-            .convert_cmd(&src.format, &self.source, f, &tmp)
-            .display()];
+        let mut lines = if f == Format::Qcow2 {
+            vec![
+                format!(
+                    "scan {} for the clusters that hold data",
+                    self.source.display()
+                ),
+                format!(
+                    "write {} (qcow2 v3, 64 KiB clusters, in file order, SHA-256 as written)",
+                    tmp.display()
+                ),
+            ]
+        } else {
+            vec![self.convert_cmd(&self.source, f, &tmp).display()]
+        };
         if checkable(f) {
             lines.push(format!(
                 "qemu-img check -f {} {}",
@@ -277,8 +315,7 @@ impl Export {
             ));
         }
         lines.push(format!(
-            "qemu-img compare -f {} -F {} {} {}",
-            src.format,
+            "qemu-img compare -f raw -F {} {} {}",
             qemu_format(f),
             self.source.display(),
             tmp.display()
@@ -292,32 +329,41 @@ impl Export {
         Ok(lines)
     }
 
-    fn run(&self, c: Cmd) -> Result<()> {
-        if self.progress {
-            c.run_streaming()?;
-        } else {
-            c.run()?;
+    fn report(&self, format: Format, fraction: f64) {
+        if let Some(p) = &self.progress {
+            p(Progress { format, fraction });
         }
+    }
+
+    /// Runs a `qemu-img convert`, its `-p` output read as the progress of
+    /// `f`.
+    fn run_convert(&self, f: Format, c: Cmd) -> Result<()> {
+        let mut qemu = QemuProgress::default();
+        c.run_reading(|piece| {
+            if let Some(fraction) = qemu.feed(piece) {
+                self.report(f, fraction);
+            }
+        })?;
         Ok(())
     }
 
-    /// Converts `src_path` to `dst` in format `f`.
+    /// Converts the raw disk `src_path` to `dst` in format `f`.
     fn convert(&self, src: &DiskInfo, src_path: &Path, f: Format, dst: &Path) -> Result<()> {
         if f == Format::Vhd && !src.virtual_size.is_multiple_of(MIB) {
             // A fixed VHD's size must be a whole number of MiB: pad a raw
             // copy with zeros (which compare equal to "beyond the end").
             let padded = self.temp_path(f, "padded");
             let _scratch = Scratch(padded.clone());
-            self.run(self.convert_cmd(&src.format, src_path, Format::Raw, &padded))?;
+            self.run_convert(f, self.convert_cmd(src_path, Format::Raw, &padded))?;
             let size = src.virtual_size.div_ceil(MIB) * MIB;
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(&padded)
                 .and_then(|file| file.set_len(size))
                 .map_err(Error::io("padding", &padded))?;
-            self.run(self.convert_cmd("raw", &padded, f, dst))
+            self.run_convert(f, self.convert_cmd(&padded, f, dst))
         } else {
-            self.run(self.convert_cmd(&src.format, src_path, f, dst))
+            self.run_convert(f, self.convert_cmd(src_path, f, dst))
         }
     }
 
@@ -338,22 +384,24 @@ impl Export {
         Ok(())
     }
 
-    /// Reads `dst` (format `f`) as that format and compares it with
-    /// `src_path`.
-    fn compare(src: &DiskInfo, src_path: &Path, f: Format, dst: &Path) -> Result<()> {
+    /// Reads `dst` (format `f`) as that format and compares it with the raw
+    /// disk `src_path`.
+    fn compare(src_path: &Path, f: Format, dst: &Path) -> Result<()> {
         let verify = |why: String| Error::Verify {
             path: dst.to_path_buf(),
             why,
         };
-        let out = info_as(dst, Some(qemu_format(f)))?;
-        if f == Format::Vhd && !out.virtual_size.is_multiple_of(MIB) {
-            return Err(verify(format!(
-                "virtual size {} is not a whole number of MiB",
-                out.virtual_size
-            )));
+        if f == Format::Vhd {
+            let out = info_as(dst, qemu_format(f))?;
+            if !out.virtual_size.is_multiple_of(MIB) {
+                return Err(verify(format!(
+                    "virtual size {} is not a whole number of MiB",
+                    out.virtual_size
+                )));
+            }
         }
         Cmd::new("qemu-img")
-            .args(["compare", "-q", "-f", &src.format, "-F", qemu_format(f)])
+            .args(["compare", "-q", "-f", "raw", "-F", qemu_format(f)])
             .arg(src_path)
             .arg(dst)
             .run()
@@ -361,26 +409,72 @@ impl Export {
         Ok(())
     }
 
-    /// Checks, compares and hashes `dst` at once, each on a thread of its
-    /// own (each a pass of its own over the output, which the conversion
-    /// left in the page cache); with `durable`, also makes it durable
-    /// (fsync) meanwhile. Every step must succeed.
-    fn verify_and_hash(
-        src: &DiskInfo,
-        src_path: &Path,
-        f: Format,
-        dst: &Path,
-        durable: bool,
-    ) -> Result<String> {
+    /// Checks and compares `dst` at once, each on a thread of its own, and
+    /// with `durable` also makes it durable (fsync) meanwhile. Every step
+    /// must succeed.
+    fn verify(src_path: &Path, f: Format, dst: &Path, durable: bool) -> Result<()> {
         std::thread::scope(|s| {
             let synced = s.spawn(|| if durable { sync_file(dst) } else { Ok(()) });
-            let hash = s.spawn(|| sha256_file(dst));
             let checked = s.spawn(|| Self::check(f, dst));
-            let compared = Self::compare(src, src_path, f, dst);
+            let compared = Self::compare(src_path, f, dst);
             let checked = checked.join().expect("the checking thread panicked");
             let synced = synced.join().expect("the fsync thread panicked");
+            checked.and(compared).and(synced)
+        })
+    }
+
+    /// [`verify`](Self::verify) and hash `dst` at once (a pass of its own
+    /// over the output, which the conversion left in the page cache).
+    fn verify_and_hash(src_path: &Path, f: Format, dst: &Path, durable: bool) -> Result<String> {
+        std::thread::scope(|s| {
+            let hash = s.spawn(|| sha256_file(dst));
+            let verified = Self::verify(src_path, f, dst, durable);
             let digest = hash.join().expect("the hashing thread panicked");
-            checked.and(compared).and(synced).and(digest)
+            verified.and(digest)
+        })
+    }
+
+    /// Writes the qcow2 image of the source to `dst` with kld's writer and
+    /// verifies it; returns its SHA-256. Steps that need not wait overlap:
+    /// `qemu-img info` (the source's lock) with the scan; the hash with the
+    /// writing, which it follows; the check, compare and fsync with the end
+    /// of the hash.
+    fn qcow2(&self, dst: &Path) -> Result<String> {
+        let mut src = File::open(&self.source).map_err(Error::io("opening", &self.source))?;
+        let size = src
+            .seek(SeekFrom::End(0))
+            .map_err(Error::io("reading", &self.source))?;
+        let (locked, runs) = std::thread::scope(|s| {
+            let locked = s.spawn(|| info(&self.source));
+            let runs = scan::data_runs(&src, size, qcow2::CLUSTER);
+            (locked.join().expect("the info thread panicked"), runs)
+        });
+        locked?;
+        let layout = Layout::new(size, runs.map_err(Error::io("reading", &self.source))?);
+        let out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dst)
+            .map_err(Error::io("creating", dst))?;
+        let total = layout.file_size() as f64;
+        let (complete, completed) = mpsc::channel();
+        std::thread::scope(|s| {
+            let hash = s.spawn(|| sha256_following(&out, completed));
+            let written = qcow2::write(&layout, &src, &out, &mut |at| {
+                // The hash ends early only by failing, which it reports.
+                let _ = complete.send(at);
+                self.report(Format::Qcow2, at as f64 / total);
+            })
+            .map_err(Error::io("writing", dst));
+            drop(complete);
+            let verified =
+                written.and_then(|()| Self::verify(&self.source, Format::Qcow2, dst, true));
+            let digest = hash
+                .join()
+                .expect("the hashing thread panicked")
+                .map_err(Error::io("reading", dst));
+            verified.and(digest)
         })
     }
 
@@ -398,7 +492,7 @@ impl Export {
         );
         let vmdk = dir.join(&vmdk_name);
         self.convert(src, &self.source, Format::Ova, &vmdk)?;
-        let vmdk_sha = Self::verify_and_hash(src, &self.source, Format::Ova, &vmdk, false)?;
+        let vmdk_sha = Self::verify_and_hash(&self.source, Format::Ova, &vmdk, false)?;
         let vmdk_size = std::fs::metadata(&vmdk)
             .map_err(Error::io("reading", &vmdk))?
             .len();
@@ -437,28 +531,31 @@ impl Export {
         })
     }
 
-    /// Exports one format: convert, verify, checksum, rename. Nothing is left
+    /// Exports one format: write, verify, checksum, rename. Nothing is left
     /// under a temporary name, whatever happens; an existing output is an
     /// error before anything runs.
     pub fn export(&self, f: Format) -> Result<Exported> {
         self.check_free(&[f])?;
         let (path, checksum_path) = (self.output_path(f), self.checksum_path(f));
-        let src = info(&self.source)?;
         let tmp = self.temp_path(f, "partial");
         let scratch = Scratch(tmp.clone());
         // The output is durable (fsync) before it gets its final name, so
         // a crash never leaves a finished-looking file with lost blocks.
-        let sha256 = if f == Format::Ova {
-            self.ova(&src, &tmp)?;
-            std::thread::scope(|s| {
-                let synced = s.spawn(|| sync_file(&tmp));
-                let digest = sha256_file(&tmp);
-                let synced = synced.join().expect("the fsync thread panicked");
-                synced.and(digest)
-            })?
-        } else {
-            self.convert(&src, &self.source, f, &tmp)?;
-            Self::verify_and_hash(&src, &self.source, f, &tmp, true)?
+        let sha256 = match f {
+            Format::Qcow2 => self.qcow2(&tmp)?,
+            Format::Ova => {
+                self.ova(&info(&self.source)?, &tmp)?;
+                std::thread::scope(|s| {
+                    let synced = s.spawn(|| sync_file(&tmp));
+                    let digest = sha256_file(&tmp);
+                    let synced = synced.join().expect("the fsync thread panicked");
+                    synced.and(digest)
+                })?
+            }
+            Format::Vmdk | Format::Vhd | Format::Raw => {
+                self.convert(&info(&self.source)?, &self.source, f, &tmp)?;
+                Self::verify_and_hash(&self.source, f, &tmp, true)?
+            }
         };
         let size = std::fs::metadata(&tmp)
             .map_err(Error::io("reading", &tmp))?
@@ -581,6 +678,120 @@ mod tests {
             }
         );
         assert!(parse_info("{}").is_err());
+    }
+
+    /// A sparse raw disk of `size` bytes with `writes` (offset, length,
+    /// byte) in a directory of its own under `base`.
+    fn sparse_disk(
+        base: &Path,
+        size: u64,
+        writes: &[(u64, u64, u8)],
+    ) -> (tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let path = dir.path().join("disk.raw");
+        let f = File::create(&path).unwrap();
+        f.set_len(size).unwrap();
+        for &(at, len, byte) in writes {
+            let len = len.min(size - at);
+            // Bytes vary within a write so that misplaced data shows.
+            let data: Vec<u8> = (0..len)
+                .map(|i| byte.wrapping_add((i / 512) as u8))
+                .collect();
+            f.write_all_at(&data, at).unwrap();
+        }
+        (dir, path)
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            name: "t".into(),
+            cpus: 1,
+            memory_mib: 512,
+        }
+    }
+
+    fn qemu_img(args: &[&str], a: &Path, b: Option<&Path>) {
+        let mut c = Cmd::new("qemu-img").args(args).arg(a);
+        if let Some(b) = b {
+            c = c.arg(b);
+        }
+        c.run().unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// kld's qcow2 writer, against qemu itself: whatever the disk (odd
+        /// sizes, several L2 tables, data, holes, written zeros; on the
+        /// output's file system, where the kernel copies, or on tmpfs,
+        /// where it cannot), qemu-img finds no error in the image, reads
+        /// it as the source, and sha256sum agrees with the checksum file.
+        #[test]
+        fn qcow2_exports_read_back_in_qemu_as_their_source(
+            size in 1u64..(1300 << 20),
+            writes in proptest::collection::vec((0u64..(1300 << 20), 1u64..(3 << 20), any::<u8>()), 0..10),
+            on_tmpfs in any::<bool>(),
+        ) {
+            let writes: Vec<_> = writes.into_iter().filter(|w| w.0 < size).collect();
+            let shm = Path::new("/dev/shm");
+            let base = if on_tmpfs && shm.is_dir() { shm } else { Path::new("/var/tmp") };
+            let (_src_dir, src) = sparse_disk(base, size, &writes);
+            let out = tempfile::tempdir_in("/var/tmp").unwrap();
+            let e = Export::new(&src, out.path(), machine()).unwrap().export(Format::Qcow2).unwrap();
+            qemu_img(&["check", "-q", "-f", "qcow2"], &e.path, None);
+            qemu_img(&["compare", "-q", "-f", "raw", "-F", "qcow2"], &src, Some(&e.path));
+            let info = info_as(&e.path, "qcow2").unwrap();
+            prop_assert_eq!(info.virtual_size, size.div_ceil(512) * 512);
+            prop_assert_eq!(e.size, std::fs::metadata(&e.path).unwrap().len());
+            Cmd::new("sha256sum").args(["-c", "t.qcow2.sha256"]).current_dir(out.path()).run().unwrap();
+            let names: Vec<_> = std::fs::read_dir(out.path()).unwrap().flatten().map(|d| d.file_name()).collect();
+            prop_assert_eq!(names.len(), 2, "only the image and its checksum: {:?}", names);
+        }
+    }
+
+    #[test]
+    fn a_failed_qcow2_export_leaves_nothing() {
+        // A source that is a directory cannot be read: the error names it,
+        // and no temporary or final file is left.
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = Export::new(src.path(), out.path(), machine())
+            .unwrap()
+            .export(Format::Qcow2)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&src.path().display().to_string()),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_plan_lists_the_writer_and_both_checks() {
+        let (_d, src) = sparse_disk(Path::new("/var/tmp"), 1 << 20, &[(0, 512, 1)]);
+        let out = tempfile::tempdir().unwrap();
+        let plan = Export::new(&src, out.path(), machine())
+            .unwrap()
+            .plan(Format::Qcow2)
+            .unwrap();
+        assert!(plan[0].starts_with("scan "), "{plan:?}");
+        assert!(plan[1].contains("qcow2 v3"), "{plan:?}");
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with("qemu-img check -f qcow2")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with("qemu-img compare -f raw -F qcow2")),
+            "{plan:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(out.path()).unwrap().count(),
+            0,
+            "a plan writes nothing"
+        );
     }
 
     proptest! {

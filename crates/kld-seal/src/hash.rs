@@ -1,9 +1,12 @@
 //! SHA-256 of files (large files: large reads on one thread, hashing on
 //! another, so the disk and the CPU work at once; small files on the
-//! calling thread; `sha2` uses the CPU's SHA extensions when
-//! it has them), and the `sha256sum` file format.
+//! calling thread; a file still being written, following the writer;
+//! `sha2` uses the CPU's SHA extensions when it has them), and the
+//! `sha256sum` file format.
 
+use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -12,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// The size of each read.
-const CHUNK: usize = 4 << 20;
+pub(crate) const CHUNK: usize = 4 << 20;
 
 /// The SHA-256 of everything `reader` yields, as lowercase hex.
 pub fn sha256_reader(mut reader: impl Read + Send) -> std::io::Result<String> {
@@ -70,6 +73,35 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         return Ok(hex(&Sha256::digest(&buf)));
     }
     sha256_reader(f).map_err(Error::io("reading", path))
+}
+
+/// The SHA-256 of a file that another thread is writing from its start:
+/// each value received from `complete` says the file is final up to that
+/// offset, and is hashed that far (read back from the page cache the
+/// writes just filled). Once `complete` is closed, the rest of the file is
+/// hashed to its end. The digest is of what the file holds, as `sha256sum`
+/// would read it.
+pub(crate) fn sha256_following(
+    file: &File,
+    complete: mpsc::Receiver<u64>,
+) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut hashed = 0u64;
+    let mut hash_to = |end: u64| -> std::io::Result<()> {
+        while hashed < end {
+            let n = (end - hashed).min(CHUNK as u64) as usize;
+            file.read_exact_at(&mut buf[..n], hashed)?;
+            h.update(&buf[..n]);
+            hashed += n as u64;
+        }
+        Ok(())
+    };
+    for end in complete {
+        hash_to(end)?;
+    }
+    hash_to(file.metadata()?.len())?;
+    Ok(hex(&h.finalize()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -153,6 +185,37 @@ mod tests {
             let theirs = String::from_utf8(out.stdout).unwrap();
             assert_eq!(ours, theirs.split(' ').next().unwrap(), "{len} bytes");
         }
+    }
+
+    #[test]
+    fn following_a_file_as_it_grows_agrees_with_hashing_it_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let digest = std::thread::scope(|s| {
+            let follower = s.spawn(|| sha256_following(&file, rx));
+            let mut at = 0u64;
+            for (i, len) in [1usize, CHUNK + 7, 0, 3 * CHUNK, 12345]
+                .into_iter()
+                .enumerate()
+            {
+                let piece = vec![i as u8 + 1; len];
+                file.write_all_at(&piece, at).unwrap();
+                at += len as u64;
+                tx.send(at).unwrap();
+            }
+            // A tail the writer never announced is hashed at the end.
+            file.set_len(at + 1000).unwrap();
+            drop(tx);
+            follower.join().unwrap().unwrap()
+        });
+        assert_eq!(digest, sha256_file(&path).unwrap());
     }
 
     #[test]

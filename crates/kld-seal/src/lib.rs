@@ -6,8 +6,9 @@
 //!   ZFS system on a disk, every dataset of it mounted under a temporary
 //!   altroot and pool name.
 //! - [`audit`] scans a tree for what a sealed image must not carry.
-//! - [`Export`] converts a disk with `qemu-img` to qcow2, vmdk, vhd, ova or
-//!   raw, verified and checksummed before it gets its final name.
+//! - [`Export`] writes a disk as qcow2 (kld's own writer, hashed as it
+//!   writes) or, with `qemu-img`, as vmdk, vhd, ova or raw; each output is
+//!   verified and checksummed before it gets its final name.
 //! - [`Upload`] copies outputs over SSH with the host key checked and the
 //!   remote checksum verified.
 //!
@@ -32,7 +33,10 @@ mod inuse;
 mod ops;
 pub mod ovf;
 mod plan;
+mod progress;
+mod qcow2;
 mod rules;
+mod scan;
 pub mod secrets;
 mod tree;
 mod upload;
@@ -44,5 +48,6 @@ pub use export::{check_name, info, parse_info, verify_ova, DiskInfo, Export, Exp
 pub use inuse::ensure_unused;
 pub use ops::{select, Op, UnknownOp};
 pub use plan::{Action, Plan, Step};
+pub use progress::{Progress, QemuProgress};
 pub use rules::{plan, SSH_HOSTKEYS_UNIT, SSH_HOSTKEYS_UNIT_NAME};
 pub use upload::{Destination, Upload};

@@ -27,13 +27,15 @@ const EXAMPLES: &[(&str, &[&str])] = &[
 
 /// Export a disk as verified golden images.
 ///
-/// SOURCE (a block device, zvol or disk image; never one in use) is sealed
-/// first, on a copy (the source is never changed), unless --no-seal; then
-/// converted by qemu-img to each FORMAT under a temporary name, checked
-/// (`qemu-img check` where the format has one, `qemu-img compare` against
-/// what was converted), given a NAME.FORMAT.sha256 beside it and renamed.
-/// An existing output is never overwritten. FORMAT: qcow2, vmdk
-/// (streamOptimized), vhd (fixed, whole MiB), ova, raw, or all.
+/// SOURCE (a block device, zvol or raw disk image, read as raw, never
+/// probed; never one in use) is sealed first, on a copy (the source is
+/// never changed), unless --no-seal; then written to each FORMAT under a
+/// temporary name (qcow2 by kexport itself, hashed as it is written; the
+/// others by qemu-img convert), checked (`qemu-img check` where the format
+/// has one, `qemu-img compare` against what was exported), made durable,
+/// given a NAME.FORMAT.sha256 beside it and renamed. An existing output is
+/// never overwritten. FORMAT: qcow2, vmdk (streamOptimized), vhd (fixed,
+/// whole MiB), ova, raw, or all.
 #[derive(Debug, Parser)]
 #[command(
     name = "kexport",

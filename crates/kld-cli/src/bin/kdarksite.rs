@@ -1,6 +1,5 @@
 //! kdarksite: signed offline APT mirrors that install air-gapped machines.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,6 +7,7 @@ use clap::Parser;
 use kld_cli::args::kdarksite::*;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{human_bytes, print_json, Cell, OutputArgs, Table, API_VERSION};
+use kld_cli::progress::ProgressLine;
 use kld_darksite::build::{self, Options};
 use kld_darksite::download::Progress;
 use kld_darksite::fetch::Fetcher;
@@ -99,28 +99,25 @@ fn human(o: &OutputArgs) -> bool {
 
 /// A progress line on a terminal; nothing otherwise.
 fn progress_bar(quiet: bool) -> impl Fn(Progress) + Sync {
-    let tty = !quiet && std::io::stderr().is_terminal();
+    let line = ProgressLine::new(quiet);
     move |p: Progress| {
-        if !tty {
-            return;
-        }
-        let width = 30;
-        let filled = (p.bytes * width as u64)
-            .checked_div(p.total_bytes)
-            .map_or(width, |f| f as usize);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r[{}{}] {}/{} packages, {}/{}",
-            "#".repeat(filled),
-            " ".repeat(width - filled),
-            p.done,
-            p.total,
-            human_bytes(p.bytes),
-            human_bytes(p.total_bytes)
+        let fraction = if p.total_bytes == 0 {
+            1.0
+        } else {
+            p.bytes as f64 / p.total_bytes as f64
+        };
+        line.draw(
+            fraction,
+            &format!(
+                "{}/{} packages, {}/{}",
+                p.done,
+                p.total,
+                human_bytes(p.bytes),
+                human_bytes(p.total_bytes)
+            ),
         );
         if p.done == p.total {
-            let _ = writeln!(err);
+            line.finish();
         }
     }
 }

@@ -4,14 +4,16 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use kld_cli::args::kexport::Cli;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, Table};
+use kld_cli::progress::ProgressLine;
 use kld_exec::Cmd;
 use kld_seal::ovf::Machine;
-use kld_seal::{DiskSeal, Export, Exported, Format, Op, Upload};
+use kld_seal::{DiskSeal, Export, Exported, Format, Op, QemuProgress, Upload};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -82,7 +84,7 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
     }
     std::fs::create_dir_all(&cli.outdir)
         .map_err(|e| Failure::new(format!("creating {}: {e}", cli.outdir.display())))?;
-    let progress = std::io::stderr().is_terminal();
+    let line = Arc::new(ProgressLine::new(false));
     let (source, _copy) = if cli.no_seal {
         (cli.source.clone(), None)
     } else {
@@ -92,21 +94,20 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
             "copying {} to seal the copy",
             cli.source.display()
         ));
-        let mut c = Cmd::new("qemu-img").arg("convert");
-        if progress {
-            c = c.arg("-p");
-        }
-        let src_format = kld_seal::info(&cli.source)?.format;
-        let c = c
-            .args(["-f", &src_format, "-O", "raw"])
+        // Read as raw, never probed (see kld_seal::info); qemu-img's
+        // progress (-p) goes to its standard output, read here, never ours.
+        let mut qemu = QemuProgress::default();
+        Cmd::new("qemu-img")
+            .args(["convert", "-p", "-f", "raw", "-O", "raw"])
             .arg(&cli.source)
-            .arg(&copy);
-        if progress {
-            c.run_streaming()
-        } else {
-            c.run().map(drop)
-        }
-        .map_err(|e| Failure::new(e).context("copying the source"))?;
+            .arg(&copy)
+            .run_reading(|piece| {
+                if let Some(f) = qemu.feed(piece) {
+                    line.draw(f, "copying the source");
+                }
+            })
+            .map_err(|e| Failure::new(e).context("copying the source"))?;
+        line.finish();
         let report = kld_seal::seal_disk(
             &copy,
             &DiskSeal {
@@ -124,11 +125,17 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
         ));
         (copy, Some(scratch))
     };
-    let job = Export::new(&source, &cli.outdir, machine)?.progress(progress);
+    let mut job = Export::new(&source, &cli.outdir, machine)?;
+    if line.shown() {
+        let line = Arc::clone(&line);
+        job = job.progress(move |p| line.draw(p.fraction, &format!("writing {}", p.format)));
+    }
     let mut done: Vec<(Exported, Option<String>)> = Vec::new();
     for f in &formats {
         say(&format!("exporting {f}"));
-        let e = job.export(*f).map_err(|e| {
+        let exported = job.export(*f);
+        line.finish();
+        let e = exported.map_err(|e| {
             Failure::from(e).context(format!("exporting {f} ({} finished before)", done.len()))
         })?;
         let remote = match &upload {
@@ -180,7 +187,7 @@ fn dry_run(
     if !cli.no_seal {
         let copy = sealing_copy(&cli.outdir, name);
         println!(
-            "qemu-img convert -O raw {} {}",
+            "qemu-img convert -f raw -O raw {} {}",
             cli.source.display(),
             copy.display()
         );
