@@ -224,7 +224,7 @@ const TOUR: &[Step] = &[
         run: "kseal /tmp/golden && cat /tmp/golden/etc/machine-id && kseal audit /tmp/golden",
     },
     Step {
-        say: "kexport: a ZFS system disk (boot environment and a /home dataset) sealed on a copy, exported to qcow2, verified",
+        say: "kexport: a ZFS system disk (boot environment and a /home dataset) sealed on a copy, written as qcow2 in one ordered pass (hashed as written), checked and compared by qemu-img; qemu-img checks it again here",
         run: "modprobe loop && truncate -s 256M /tmp/golden.img && lo=$(losetup -f --show /tmp/golden.img) \
               && zpool create -R /mnt/g -O mountpoint=none -O canmount=off golden $lo \
               && zfs create -o canmount=off golden/ROOT \
@@ -233,7 +233,7 @@ const TOUR: &[Step] = &[
               && mkdir -p /mnt/g/etc /mnt/g/home/alice && echo 4f1c2b7e9a8d4c3b8e7f6a5b4c3d2e1f > /mnt/g/etc/machine-id \
               && echo ls > /mnt/g/home/alice/.bash_history && zpool export golden && losetup -d $lo \
               && kexport --name golden /tmp/golden.img qcow2 /tmp/exports && ls -l /tmp/exports \
-              && cat /tmp/exports/golden.qcow2.sha256",
+              && cat /tmp/exports/golden.qcow2.sha256 && qemu-img check /tmp/exports/golden.qcow2",
     },
     Step {
         say: "kexport refuses a disk in use (here: its pool is imported) and never overwrites an export",

@@ -751,6 +751,28 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_ending_inside_a_cluster_of_data() {
+        // The last cluster is copied up to the source's end and completed
+        // with zeros, on the output's file system (copied by the kernel)
+        // and from tmpfs (read and written).
+        for base in ["/var/tmp", "/dev/shm"] {
+            let size = 5 * qcow2::CLUSTER + 1000;
+            let (_d, src) = sparse_disk(Path::new(base), size, &[(size - 700, 700, 9)]);
+            let out = tempfile::tempdir_in("/var/tmp").unwrap();
+            let e = Export::new(&src, out.path(), machine())
+                .unwrap()
+                .export(Format::Qcow2)
+                .unwrap();
+            assert_eq!(e.size % qcow2::CLUSTER, 0, "{base}");
+            qemu_img(
+                &["compare", "-q", "-f", "raw", "-F", "qcow2"],
+                &src,
+                Some(&e.path),
+            );
+        }
+    }
+
+    #[test]
     fn a_failed_qcow2_export_leaves_nothing() {
         // A source that is a directory cannot be read: the error names it,
         // and no temporary or final file is left.

@@ -232,7 +232,9 @@ fn put_u64(buf: &mut [u8], at: usize, value: u64) {
 /// final after each piece (at most [`CHUNK`] bytes). Data is copied by the
 /// kernel (`copy_file_range`: no copy through this process, and none at all
 /// on a file system that shares extents) where the file systems allow it,
-/// else read and written. Past the end of `src` the image holds zeros.
+/// else read and written. Past the end of `src` the image holds zeros,
+/// written like the rest: every byte is in the file before `complete`
+/// says so.
 pub(crate) fn write(
     layout: &Layout,
     src: &File,
@@ -269,8 +271,7 @@ pub(crate) fn write(
             complete(at * CLUSTER);
         }
     }
-    // The last cluster may reach past the end of the source: zeros.
-    out.set_len(layout.file_size())
+    Ok(())
 }
 
 /// Copies ranges of one file to another, by the kernel while it can.
@@ -283,8 +284,8 @@ struct Copy<'a> {
 }
 
 impl Copy<'_> {
-    /// Copies `len` bytes at `from` in the source to `to` in the output;
-    /// what lies past the end of the source is left to be zeros.
+    /// Copies `len` bytes at `from` in the source to `to` in the output,
+    /// as zeros where they lie past the end of the source.
     fn range(&mut self, mut from: u64, mut to: u64, len: u64) -> std::io::Result<()> {
         use rustix::io::Errno;
         let end = from + len;
@@ -297,7 +298,8 @@ impl Copy<'_> {
                 Some(&mut to),
                 want,
             ) {
-                Ok(0) => return Ok(()),
+                // The end of the source: the rest is zeros, written below.
+                Ok(0) => break,
                 Ok(_) => {}
                 // Not between these files (another file system, a block
                 // device): copy through this process from here on.
