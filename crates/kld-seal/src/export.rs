@@ -234,8 +234,8 @@ impl Export {
         })
     }
 
-    /// Calls `report` as each output is written (often: throttle a
-    /// display). The library itself never prints.
+    /// Calls `report` often while each output is written (a display should
+    /// redraw only when what it shows changes). The library never prints.
     pub fn progress(mut self, report: impl Fn(Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(report));
         self
