@@ -19,6 +19,7 @@ use kld_exec::Cmd;
 
 use crate::error::{Error, Result};
 use crate::hash::{sha256_file, sha256_following, ChecksumLine};
+use crate::inuse::ensure_unused;
 use crate::ovf::{self, Machine, ManifestEntry};
 use crate::progress::{Progress, QemuProgress};
 use crate::qcow2::{self, Layout};
@@ -288,10 +289,18 @@ impl Export {
         c.arg(src).arg(dst)
     }
 
+    /// Fails unless the source is free: nothing on this machine holds it
+    /// ([`ensure_unused`]) and qemu's image lock on it can be taken
+    /// (`qemu-img info`, which also reads its size).
+    fn free_source(&self) -> Result<DiskInfo> {
+        ensure_unused(&self.source)?;
+        info(&self.source)
+    }
+
     /// The steps an export of `f` takes, for `--dry-run` (the source is
-    /// read with `qemu-img info`, which changes nothing).
+    /// checked as an export checks it, which changes nothing).
     pub fn plan(&self, f: Format) -> Result<Vec<String>> {
-        info(&self.source)?;
+        self.free_source()?;
         let tmp = self.temp_path(f, "partial");
         let mut lines = if f == Format::Qcow2 {
             vec![
@@ -436,20 +445,20 @@ impl Export {
 
     /// Writes the qcow2 image of the source to `dst` with kld's writer and
     /// verifies it; returns its SHA-256. Steps that need not wait overlap:
-    /// `qemu-img info` (the source's lock) with the scan; the hash with the
-    /// writing, which it follows; the check, compare and fsync with the end
-    /// of the hash.
+    /// the checks that the source is free with the scan (which only reads);
+    /// the hash with the writing, which it follows; the check, compare and
+    /// fsync with the end of the hash.
     fn qcow2(&self, dst: &Path) -> Result<String> {
         let mut src = File::open(&self.source).map_err(Error::io("opening", &self.source))?;
         let size = src
             .seek(SeekFrom::End(0))
             .map_err(Error::io("reading", &self.source))?;
-        let (locked, runs) = std::thread::scope(|s| {
-            let locked = s.spawn(|| info(&self.source));
+        let (free, runs) = std::thread::scope(|s| {
+            let free = s.spawn(|| self.free_source());
             let runs = scan::data_runs(&src, size, qcow2::CLUSTER);
-            (locked.join().expect("the info thread panicked"), runs)
+            (free.join().expect("the checking thread panicked"), runs)
         });
-        locked?;
+        free?;
         let layout = Layout::new(size, runs.map_err(Error::io("reading", &self.source))?);
         let out = std::fs::OpenOptions::new()
             .read(true)
@@ -531,9 +540,10 @@ impl Export {
         })
     }
 
-    /// Exports one format: write, verify, checksum, rename. Nothing is left
-    /// under a temporary name, whatever happens; an existing output is an
-    /// error before anything runs.
+    /// Exports one format: write, verify, checksum, rename. A source in use
+    /// ([`ensure_unused`], qemu's lock) is refused before anything is
+    /// written; nothing is left under a temporary name, whatever happens; an
+    /// existing output is an error before anything runs.
     pub fn export(&self, f: Format) -> Result<Exported> {
         self.check_free(&[f])?;
         let (path, checksum_path) = (self.output_path(f), self.checksum_path(f));
@@ -544,7 +554,7 @@ impl Export {
         let sha256 = match f {
             Format::Qcow2 => self.qcow2(&tmp)?,
             Format::Ova => {
-                self.ova(&info(&self.source)?, &tmp)?;
+                self.ova(&self.free_source()?, &tmp)?;
                 std::thread::scope(|s| {
                     let synced = s.spawn(|| sync_file(&tmp));
                     let digest = sha256_file(&tmp);
@@ -553,7 +563,7 @@ impl Export {
                 })?
             }
             Format::Vmdk | Format::Vhd | Format::Raw => {
-                self.convert(&info(&self.source)?, &self.source, f, &tmp)?;
+                self.convert(&self.free_source()?, &self.source, f, &tmp)?;
                 Self::verify_and_hash(&self.source, f, &tmp, true)?
             }
         };
