@@ -133,7 +133,7 @@ impl From<kld_seal::Error> for Failure {
         use kld_seal::Error as E;
         let hint = match &e {
             E::InUse { .. } => Some(
-                "unmount it, export its pool or stop the VM that uses it;                  kld never reads a disk in use",
+                "unmount it, export its pool or stop the VM that uses it; kld never reads a disk in use",
             ),
             E::Exists(_) => Some("choose another --name or OUTDIR; kld never overwrites an output"),
             E::NoPool(_) => Some(
