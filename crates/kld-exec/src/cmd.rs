@@ -144,9 +144,10 @@ impl Cmd {
     }
 
     /// Runs the program to completion, handing its standard output to
-    /// `on_stdout` piece by piece as it arrives (for progress a program
-    /// prints while it works); standard error is kept for the error, as
-    /// with [`run`](Self::run).
+    /// `on_stdout` piece by piece as it arrives, on the calling thread (for
+    /// progress a program prints while it works). Standard output is not
+    /// kept; standard error is, for the error, as with [`run`](Self::run).
+    /// If `on_stdout` panics, the program is left to finish on its own.
     pub fn run_reading(&self, mut on_stdout: impl FnMut(&[u8])) -> Result<(), Error> {
         let mut child = self.spawn(self.own_stdin(), Stdio::piped())?;
         let feeder = self.feed_stdin(&mut child);

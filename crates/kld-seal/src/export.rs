@@ -11,6 +11,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{mpsc, Arc};
@@ -22,7 +23,7 @@ use crate::hash::{sha256_file, sha256_following, ChecksumLine};
 use crate::inuse::ensure_unused;
 use crate::ovf::{self, Machine, ManifestEntry};
 use crate::progress::{Progress, QemuProgress};
-use crate::qcow2::{self, Layout};
+use crate::qcow2::{self, Layout, WriteError};
 use crate::scan;
 
 /// An output format.
@@ -291,10 +292,15 @@ impl Export {
 
     /// Fails unless the source is free: nothing on this machine holds it
     /// ([`ensure_unused`]) and qemu's image lock on it can be taken
-    /// (`qemu-img info`, which also reads its size).
+    /// (`qemu-img info`, which also reads its size). The two run at once;
+    /// nothing reads the source's data before both have said yes.
     fn free_source(&self) -> Result<DiskInfo> {
-        ensure_unused(&self.source)?;
-        info(&self.source)
+        std::thread::scope(|s| {
+            let locked = s.spawn(|| info(&self.source));
+            let unused = ensure_unused(&self.source);
+            let locked = locked.join().expect("the qemu-img info thread panicked");
+            unused.and(locked)
+        })
     }
 
     /// The steps an export of `f` takes, for `--dry-run` (the source is
@@ -445,7 +451,6 @@ impl Export {
 
     /// Writes the qcow2 image of the source to `dst` with kld's writer and
     /// verifies it; returns its SHA-256. Steps that need not wait overlap:
-    /// the checks that the source is free with the scan (which only reads);
     /// the hash with the writing, which it follows; the check, compare and
     /// fsync with the end of the hash.
     fn qcow2(&self, dst: &Path) -> Result<String> {
@@ -453,12 +458,8 @@ impl Export {
         let size = src
             .seek(SeekFrom::End(0))
             .map_err(Error::io("reading", &self.source))?;
-        let (free, runs) = std::thread::scope(|s| {
-            let free = s.spawn(|| self.free_source());
-            let runs = scan::data_runs(&src, size, qcow2::CLUSTER);
-            (free.join().expect("the checking thread panicked"), runs)
-        });
-        free?;
+        self.free_source()?;
+        let runs = scan::data_runs(&src, size, qcow2::CLUSTER);
         let layout = Layout::new(size, runs.map_err(Error::io("reading", &self.source))?);
         let out = std::fs::OpenOptions::new()
             .read(true)
@@ -471,18 +472,40 @@ impl Export {
         std::thread::scope(|s| {
             let hash = s.spawn(|| sha256_following(&out, completed));
             let written = qcow2::write(&layout, &src, &out, &mut |at| {
-                // The hash ends early only by failing, which it reports.
-                let _ = complete.send(at);
                 self.report(Format::Qcow2, at as f64 / total);
+                // The hash stops taking pieces only when it has failed.
+                match complete.send(at) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
             })
-            .map_err(Error::io("writing", dst));
+            .map_err(|e| match e {
+                WriteError::Source(e) => Error::io("reading", &self.source)(e),
+                WriteError::Image(e) => Error::io("writing", dst)(e),
+                WriteError::Copy(e) => Error::io("copying from", &self.source)(e),
+            });
             drop(complete);
-            let verified =
-                written.and_then(|()| Self::verify(&self.source, Format::Qcow2, dst, true));
+            let stopped = matches!(written, Ok(ControlFlow::Break(())));
+            let verified = match written {
+                Ok(ControlFlow::Continue(())) => {
+                    Self::verify(&self.source, Format::Qcow2, dst, true)
+                }
+                Ok(ControlFlow::Break(())) => Ok(()),
+                Err(e) => Err(e),
+            };
             let digest = hash
                 .join()
                 .expect("the hashing thread panicked")
                 .map_err(Error::io("reading", dst));
+            if stopped {
+                // The hash's failure stopped the writing: it says why.
+                return digest.and_then(|_| {
+                    Err(Error::Verify {
+                        path: dst.to_path_buf(),
+                        why: "the hash stopped before the image was written".into(),
+                    })
+                });
+            }
             verified.and(digest)
         })
     }
@@ -548,6 +571,11 @@ impl Export {
         self.check_free(&[f])?;
         let (path, checksum_path) = (self.output_path(f), self.checksum_path(f));
         let tmp = self.temp_path(f, "partial");
+        // A leftover under this run's temporary name is not this run's to
+        // remove (the guard below removes whatever is there).
+        if std::fs::symlink_metadata(&tmp).is_ok() {
+            return Err(Error::Exists(tmp));
+        }
         let scratch = Scratch(tmp.clone());
         // The output is durable (fsync) before it gets its final name, so
         // a crash never leaves a finished-looking file with lost blocks.
@@ -797,6 +825,18 @@ mod tests {
             "{err}"
         );
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_under_the_temporary_name_is_not_this_runs_to_remove() {
+        let (_d, src) = sparse_disk(Path::new("/var/tmp"), 1 << 20, &[(0, 512, 1)]);
+        let out = tempfile::tempdir().unwrap();
+        let job = Export::new(&src, out.path(), machine()).unwrap();
+        let theirs = job.temp_path(Format::Qcow2, "partial");
+        std::fs::write(&theirs, b"not ours").unwrap();
+        let err = job.export(Format::Qcow2).unwrap_err();
+        assert!(matches!(err, Error::Exists(ref p) if *p == theirs), "{err}");
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"not ours");
     }
 
     #[test]

@@ -4,8 +4,14 @@
 
 use crate::export::Format;
 
-/// How far the export of one format has come.
+/// How far the export of one format has come. Reported on the thread that
+/// called [`Export::export`](crate::Export::export): for kld's qcow2 writer
+/// after every 4 MiB written, for a conversion by `qemu-img` at each record
+/// it prints (about every 1%). `fraction` starts again from 0 for each
+/// format, and for each conversion of a format that takes two (a VHD whose
+/// source is not a whole number of MiB is padded on a raw copy first).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Progress {
     /// The format being exported.
     pub format: Format,
@@ -14,7 +20,9 @@ pub struct Progress {
 }
 
 /// A reader of `qemu-img -p` output: records such as `    (12.34/100%)`
-/// ended by a carriage return, arriving in pieces cut anywhere.
+/// ended by a carriage return, arriving in pieces cut anywhere. For callers
+/// that run `qemu-img convert -p` themselves (kexport's sealing copy), with
+/// its standard output read by `kld_exec::Cmd::run_reading`.
 #[derive(Debug, Default)]
 pub struct QemuProgress {
     pending: Vec<u8>,

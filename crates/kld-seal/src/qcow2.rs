@@ -20,6 +20,7 @@
 //! A cluster not mapped by an L2 table reads as zeros.
 
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 
 use crate::hash::CHUNK;
@@ -28,6 +29,8 @@ use crate::scan::{read_at_or_zero, Run};
 /// The size of a cluster: 64 KiB, qemu's default.
 pub(crate) const CLUSTER: u64 = 1 << CLUSTER_BITS;
 const CLUSTER_BITS: u32 = 16;
+// Pieces are whole clusters, at least one.
+const _: () = assert!(CHUNK as u64 >= CLUSTER && (CHUNK as u64).is_multiple_of(CLUSTER));
 /// Entries of an L2 table (and of an L1 table's cluster): 8 bytes each.
 const TABLE_ENTRIES: u64 = CLUSTER / 8;
 /// Refcounts in a refcount block: 16 bits each.
@@ -227,9 +230,21 @@ fn put_u64(buf: &mut [u8], at: usize, value: u64) {
     buf[at..at + 8].copy_from_slice(&value.to_be_bytes());
 }
 
+/// A failed write of an image, by the side that failed.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// Reading the source.
+    Source(std::io::Error),
+    /// Writing the image.
+    Image(std::io::Error),
+    /// The kernel's copy from the source to the image.
+    Copy(std::io::Error),
+}
+
 /// Writes the image of `src` laid out by `layout` to `out` (empty), in
 /// file order, calling `complete` with the offset up to which the file is
-/// final after each piece (at most [`CHUNK`] bytes). Data is copied by the
+/// final after each piece (at most [`CHUNK`] bytes); a `Break` from it
+/// stops the writing there, and is returned. Data is copied by the
 /// kernel (`copy_file_range`: no copy through this process, and none at all
 /// on a file system that shares extents) where the file systems allow it,
 /// else read and written. Past the end of `src` the image holds zeros,
@@ -239,8 +254,8 @@ pub(crate) fn write(
     layout: &Layout,
     src: &File,
     out: &File,
-    complete: &mut dyn FnMut(u64),
-) -> std::io::Result<()> {
+    complete: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, WriteError> {
     let per_chunk = CHUNK as u64 / CLUSTER;
     let mut buf = Vec::with_capacity(CHUNK);
     let mut i = 0;
@@ -251,9 +266,12 @@ pub(crate) fn write(
         for (k, cluster) in buf.chunks_mut(CLUSTER as usize).enumerate() {
             layout.metadata_cluster(i + k as u64, cluster);
         }
-        out.write_all_at(&buf, i * CLUSTER)?;
+        out.write_all_at(&buf, i * CLUSTER)
+            .map_err(WriteError::Image)?;
         i += n;
-        complete(i * CLUSTER);
+        if complete(i * CLUSTER).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
     }
     let mut copy = Copy {
         src,
@@ -268,10 +286,12 @@ pub(crate) fn write(
             let n = per_chunk.min(r.first + r.len - c);
             copy.range(c * CLUSTER, at * CLUSTER, n * CLUSTER)?;
             (c, at) = (c + n, at + n);
-            complete(at * CLUSTER);
+            if complete(at * CLUSTER).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
     }
-    Ok(())
+    Ok(ControlFlow::Continue(()))
 }
 
 /// Copies ranges of one file to another, by the kernel while it can.
@@ -286,7 +306,7 @@ struct Copy<'a> {
 impl Copy<'_> {
     /// Copies `len` bytes at `from` in the source to `to` in the output,
     /// as zeros where they lie past the end of the source.
-    fn range(&mut self, mut from: u64, mut to: u64, len: u64) -> std::io::Result<()> {
+    fn range(&mut self, mut from: u64, mut to: u64, len: u64) -> Result<(), WriteError> {
         use rustix::io::Errno;
         let end = from + len;
         while from < end && self.kernel {
@@ -307,13 +327,15 @@ impl Copy<'_> {
                     self.kernel = false;
                 }
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(WriteError::Copy(e.into())),
             }
         }
         if from < end {
             self.buf.resize((end - from) as usize, 0);
-            read_at_or_zero(self.src, &mut self.buf, from)?;
-            self.out.write_all_at(&self.buf, to)?;
+            read_at_or_zero(self.src, &mut self.buf, from).map_err(WriteError::Source)?;
+            self.out
+                .write_all_at(&self.buf, to)
+                .map_err(WriteError::Image)?;
         }
         Ok(())
     }
@@ -418,6 +440,41 @@ mod tests {
             prop_assert!(refcounts[..total as usize].iter().all(|&r| r == 1));
             prop_assert!(refcounts[total as usize..].iter().all(|&r| r == 0));
         }
+    }
+
+    #[test]
+    fn tables_of_more_than_one_cluster() {
+        // Past 4 TiB the L1 table takes a second cluster: data at the very
+        // end of a 5 TiB disk is mapped through its second half.
+        let clusters = 5u64 << 24;
+        let l = Layout::new(
+            clusters * CLUSTER,
+            vec![Run {
+                first: clusters - 2,
+                len: 2,
+            }],
+        );
+        assert_eq!(l.l1_clusters, 2);
+        let (map, _) = read_back(&l);
+        let meta = l.metadata_clusters();
+        assert_eq!(map, [(clusters - 2, meta), (clusters - 1, meta + 1)]);
+        // Past 16 TiB of file the refcount table takes a second cluster;
+        // its first entry points at refcount block 8192.
+        let clusters = (16u64 << 24) + 10;
+        let l = Layout::new(
+            clusters * CLUSTER,
+            vec![Run {
+                first: 0,
+                len: clusters,
+            }],
+        );
+        assert_eq!(l.rt_clusters, 2);
+        assert_eq!(be(&cluster(&l, 0), 56, 4), 2);
+        assert_eq!(
+            be(&cluster(&l, 2), 0, 8),
+            (l.rb_at() + TABLE_ENTRIES) * CLUSTER
+        );
+        assert_eq!(l.rb_clusters, l.clusters().div_ceil(REFCOUNTS_PER_BLOCK));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! A cluster whose first bytes are not zero, the usual case, costs one small
 //! read. The kernel is asked to read ahead the window being scanned, so a
 //! disk that is not in the page cache is read in large sequential requests.
-//! The export that follows then finds the data in the page cache.
+//! The export that follows finds the data in the page cache when it fits
+//! there; a disk's data larger than the memory is read from the disk twice.
 
 use std::fs::File;
 use std::num::NonZeroU64;

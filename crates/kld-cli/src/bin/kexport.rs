@@ -100,7 +100,7 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
         // Read as raw, never probed (see kld_seal::info); qemu-img's
         // progress (-p) goes to its standard output, read here, never ours.
         let mut qemu = QemuProgress::default();
-        Cmd::new("qemu-img")
+        let copied = Cmd::new("qemu-img")
             .args(["convert", "-p", "-f", "raw", "-O", "raw"])
             .arg(&cli.source)
             .arg(&copy)
@@ -108,9 +108,9 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
                 if let Some(f) = qemu.feed(piece) {
                     line.draw(f, "copying the source");
                 }
-            })
-            .map_err(|e| Failure::new(e).context("copying the source"))?;
+            });
         line.finish();
+        copied.map_err(|e| Failure::new(e).context("copying the source"))?;
         let report = kld_seal::seal_disk(
             &copy,
             &DiskSeal {
