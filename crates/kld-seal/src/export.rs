@@ -350,16 +350,9 @@ impl Export {
         }
     }
 
-    /// Runs a `qemu-img convert`, its `-p` output read as the progress of
-    /// `f`.
+    /// Runs a `qemu-img convert`, its progress reported as that of `f`.
     fn run_convert(&self, f: Format, c: Cmd) -> Result<()> {
-        let mut qemu = QemuProgress::default();
-        c.run_reading(|piece| {
-            if let Some(fraction) = qemu.feed(piece) {
-                self.report(f, fraction);
-            }
-        })?;
-        Ok(())
+        convert_reporting(c, |fraction| self.report(f, fraction))
     }
 
     /// Converts the raw disk `src_path` to `dst` in format `f`.
@@ -619,6 +612,29 @@ impl Export {
             size,
         })
     }
+}
+
+/// Copies the raw disk `source` to a new sparse raw image `dst` with
+/// `qemu-img convert` (read as raw, never probed), calling `report` with
+/// the fraction done; kexport seals such a copy, never the source.
+pub fn copy_raw(source: &Path, dst: &Path, report: impl FnMut(f64)) -> Result<()> {
+    let c = Cmd::new("qemu-img")
+        .args(["convert", "-p", "-f", "raw", "-O", "raw"])
+        .arg(source)
+        .arg(dst);
+    convert_reporting(c, report)
+}
+
+/// Runs a `qemu-img convert -p`, its progress records read from its
+/// standard output (never the caller's) and handed to `report`.
+fn convert_reporting(c: Cmd, mut report: impl FnMut(f64)) -> Result<()> {
+    let mut qemu = QemuProgress::default();
+    c.run_reading(|piece| {
+        if let Some(fraction) = qemu.feed(piece) {
+            report(fraction);
+        }
+    })?;
+    Ok(())
 }
 
 /// Makes a written file durable (fsync).

@@ -20,11 +20,9 @@ pub struct Progress {
 }
 
 /// A reader of `qemu-img -p` output: records such as `    (12.34/100%)`
-/// ended by a carriage return, arriving in pieces cut anywhere. For callers
-/// that run `qemu-img convert -p` themselves (kexport's sealing copy), with
-/// its standard output read by `kld_exec::Cmd::run_reading`.
+/// ended by a carriage return, arriving in pieces cut anywhere.
 #[derive(Debug, Default)]
-pub struct QemuProgress {
+pub(crate) struct QemuProgress {
     pending: Vec<u8>,
 }
 
@@ -35,7 +33,7 @@ const MAX_RECORD: usize = 64;
 impl QemuProgress {
     /// Takes the next piece of output; returns the fraction of the last
     /// record it completed, if any.
-    pub fn feed(&mut self, piece: &[u8]) -> Option<f64> {
+    pub(crate) fn feed(&mut self, piece: &[u8]) -> Option<f64> {
         let mut last = None;
         for &b in piece {
             if b == b'\r' || b == b'\n' {

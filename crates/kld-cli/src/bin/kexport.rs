@@ -11,9 +11,8 @@ use kld_cli::args::kexport::Cli;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, Table};
 use kld_cli::progress::ProgressLine;
-use kld_exec::Cmd;
 use kld_seal::ovf::Machine;
-use kld_seal::{DiskSeal, Export, Exported, Format, Op, QemuProgress, Upload};
+use kld_seal::{DiskSeal, Export, Exported, Format, Op, Upload};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -97,20 +96,11 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
             "copying {} to seal the copy",
             cli.source.display()
         ));
-        // Read as raw, never probed (see kld_seal::info); qemu-img's
-        // progress (-p) goes to its standard output, read here, never ours.
-        let mut qemu = QemuProgress::default();
-        let copied = Cmd::new("qemu-img")
-            .args(["convert", "-p", "-f", "raw", "-O", "raw"])
-            .arg(&cli.source)
-            .arg(&copy)
-            .run_reading(|piece| {
-                if let Some(f) = qemu.feed(piece) {
-                    line.draw(f, "copying the source");
-                }
-            });
+        let copied = kld_seal::copy_raw(&cli.source, &copy, |f| {
+            line.draw(f, "copying the source");
+        });
         line.finish();
-        copied.map_err(|e| Failure::new(e).context("copying the source"))?;
+        copied.map_err(|e| Failure::from(e).context("copying the source"))?;
         let report = kld_seal::seal_disk(
             &copy,
             &DiskSeal {
