@@ -137,7 +137,7 @@ impl From<kld_seal::Error> for Failure {
             ),
             E::Exists(_) => Some("choose another --name or OUTDIR; kld never overwrites an output"),
             E::NoPool(_) => Some(
-                "kseal seals ZFS disks and mounted trees: mount the system and                  seal the directory, or export with --no-seal",
+                "kseal seals ZFS disks and mounted trees: mount the system and seal the directory, or export with --no-seal",
             ),
             E::NotARoot(_) => Some("ROOT is the directory the system is mounted at"),
             E::Exec(x) if x.stderr().contains("in use from another system")
@@ -146,7 +146,7 @@ impl From<kld_seal::Error> for Failure {
                 Some("if no other system uses the pool now, add --force-import")
             }
             E::Exec(x) if x.stderr().contains("Host key verification failed") => Some(
-                "the host's key is not in known_hosts (--known-hosts FILE):                  add it after checking its fingerprint",
+                "the host's key is not in known_hosts (--known-hosts FILE): add it after checking its fingerprint",
             ),
             E::Exec(x) if x.stderr().contains("lock") => {
                 Some("another program (a running VM?) has the image open")
