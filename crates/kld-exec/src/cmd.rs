@@ -123,6 +123,7 @@ impl Cmd {
         let feeder = self.feed_stdin(&mut child);
         let out = child.wait_with_output().map_err(|source| self.io(source))?;
         join_feeder(feeder).map_err(|source| self.io(source))?;
+        self.step();
         Ok(Output {
             status: out.status,
             stdout: out.stdout,
@@ -195,7 +196,14 @@ impl Cmd {
             command: self.display(),
             source,
         })?;
+        self.step();
         Ok(child.id())
+    }
+
+    /// One step for the fault-injection hook: the program has run (or, if
+    /// detached, started), whatever its exit status.
+    fn step(&self) {
+        kld_fs::fault::step(|| format!("run {}", self.display()));
     }
 
     /// Starts the program with the given standard input and output; its
@@ -237,6 +245,7 @@ impl Cmd {
     }
 
     pub(crate) fn check(&self, status: ExitStatus, stderr: &[u8]) -> Result<(), Error> {
+        self.step();
         if status.success() {
             Ok(())
         } else {

@@ -16,6 +16,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Every program run is one step of the fault-injection hook
+//! ([`kld_fs::fault`]): tests stop a command right after its Nth program.
 #![deny(missing_docs)]
 
 mod cmd;

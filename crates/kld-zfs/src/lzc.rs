@@ -38,23 +38,33 @@ fn describe(call: &str, snaps: &[SnapshotName]) -> String {
 /// Takes all `snaps` in one transaction group: all or none.
 pub(crate) fn snapshot(snaps: &[SnapshotName]) -> Result<()> {
     let call = describe("lzc_snapshot", snaps);
-    engine(&call)?
+    let done = engine(&call)?
         .snapshot(&paths(snaps), None)
         .map_err(|e| Error::Lzc {
-            call,
+            call: call.clone(),
             message: e.to_string(),
-        })
+        });
+    step(call);
+    done
+}
+
+/// One step of the fault-injection hook (the call was made, whatever it
+/// returned).
+fn step(call: String) {
+    kld_fs::fault::step(|| call);
 }
 
 /// Destroys `snaps` (all of one pool) in one transaction group.
 pub(crate) fn destroy_snapshots(snaps: &[SnapshotName]) -> Result<()> {
     let call = describe("lzc_destroy_snaps", snaps);
-    engine(&call)?
+    let done = engine(&call)?
         .destroy_snapshots(&paths(snaps), DestroyTiming::RightNow)
         .map_err(|e| Error::Lzc {
-            call,
+            call: call.clone(),
             message: e.to_string(),
-        })
+        });
+    step(call);
+    done
 }
 
 /// Clones `snap` as `target` (not mounted), in one ioctl.
@@ -71,6 +81,7 @@ pub(crate) fn clone(snap: &SnapshotName, target: &DatasetName) -> Result<()> {
     // call, and accepts NULL props.
     let errno =
         unsafe { zfs_core_sys::lzc_clone(fsname.as_ptr(), origin.as_ptr(), std::ptr::null_mut()) };
+    step(call.clone());
     if errno == 0 {
         Ok(())
     } else {
