@@ -8,11 +8,13 @@
 //! and real TCP traffic between them. [`kst`] collects and validates kst's
 //! outputs (JSON schema, promtool) from VM and boot-tier runs. [`sealroot`]
 //! is the real Debian root the seal tests seal. [`units`] verifies the
-//! systemd units kld ships.
+//! systemd units kld ships. [`fault`] kills a command after each of its
+//! steps for the fault-injection tier.
 #![deny(missing_docs)]
 
 pub mod darksite;
 pub mod dist;
+pub mod fault;
 pub mod kst;
 pub mod netns;
 pub mod sealroot;

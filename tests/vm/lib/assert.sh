@@ -48,3 +48,28 @@ kill_tree() {
         sleep 0.05
     done
 }
+
+# Fault injection (kld_fs::fault): every program kld runs, every file it
+# replaces and every libzfs_core call is a step.
+#
+# steps CMD...: runs CMD for real with a trace and prints how many steps it
+# took (CMD's own output goes to /tmp/steps.out and /tmp/steps.err; the
+# trace, one step a line, to /tmp/steps.trace).
+steps() {
+    rm -f /tmp/steps.trace
+    KLD_FAULT_TRACE=/tmp/steps.trace "$@" >/tmp/steps.out 2>/tmp/steps.err ||
+        fail "'$*' failed while counting its steps: $(cat /tmp/steps.err)"
+    if [ -f /tmp/steps.trace ]; then wc -l < /tmp/steps.trace; else echo 0; fi
+}
+
+# killed_after N CMD...: runs CMD, which kills itself with SIGKILL right
+# after its Nth step; fails unless it died that way.
+killed_after() {
+    n=$1
+    shift
+    set +e
+    KLD_FAULT_KILL_AFTER=$n "$@" >/tmp/killed.out 2>/tmp/killed.err
+    got=$?
+    set -e
+    [ "$got" -eq 137 ] || fail "'$*' was to be killed after step $n, but exited $got: $(cat /tmp/killed.err)"
+}
