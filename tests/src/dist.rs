@@ -152,6 +152,7 @@ fn tarball(say: &mut dyn FnMut(&str)) -> Result<PathBuf, VmError> {
     let key = hex(&Sha256::digest(inputs.as_bytes()));
     let cache = vm::cache_dir();
     let tar = cache.join(format!("dist-root-{}.tar", &key[..16]));
+    let _lock = vm::cache_lock("dist-root", say)?;
     if tar.is_file() {
         return Ok(tar);
     }
@@ -182,7 +183,7 @@ fn tarball(say: &mut dyn FnMut(&str)) -> Result<PathBuf, VmError> {
     std::fs::rename(&partial, &tar).map_err(|e| err(format!("{}: {e}", tar.display())))?;
     for entry in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("dist-root-") && name.ends_with(".tar") && entry.path() != tar {
+        if vm::is_cached(&name, "dist-root-", ".tar") && entry.path() != tar {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -280,7 +280,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VmError> {
 fn remove_stale(cache: &Path, keep: &Path) {
     for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
         let path = entry.path();
-        let is_image = entry.file_name().to_string_lossy().starts_with("image-");
+        let is_image = super::is_cached(&entry.file_name().to_string_lossy(), "image-", "");
         if is_image && path != keep {
             let _ = std::fs::remove_dir_all(&path);
         }

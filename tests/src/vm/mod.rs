@@ -223,7 +223,39 @@ impl Vm {
 /// is current; `say` hears about anything that takes time.
 pub fn prepare(say: &mut dyn FnMut(&str)) -> Result<Image, VmError> {
     host::ensure_packages(&[], say)?;
+    let _lock = cache_lock("image", say)?;
     image::ensure(&cache_dir(), say)
+}
+
+/// Holds `NAME.lock` in the cache directory while this value lives: builds
+/// of one cached artefact by two test binaries at once (the boot tier's two
+/// tests, `cargo xtask demo` beside `cargo xtask test`) serialise, and the
+/// second finds the first's result. `say` learns who it waits for.
+pub fn cache_lock(name: &str, say: &mut dyn FnMut(&str)) -> Result<kld_fs::lock::Lock, VmError> {
+    let cache = cache_dir();
+    std::fs::create_dir_all(&cache)
+        .map_err(|e| VmError::Setup(format!("cannot create {}: {e}", cache.display())))?;
+    let path = cache.join(format!("{name}.lock"));
+    let purpose = format!(
+        "building {name} for {}",
+        std::env::args().next().unwrap_or_default()
+    );
+    kld_fs::lock::Lock::acquire(&path, &purpose, |holder| {
+        say(&format!(
+            "waiting for {holder} to finish (it holds {})",
+            path.display()
+        ))
+    })
+    .map_err(|e| VmError::Setup(e.to_string()))
+}
+
+/// Whether `name` is a cached artefact `PREFIX<16 hex digits>SUFFIX` (the
+/// key of its inputs), as opposed to a build directory or anything else
+/// beside it: only those are ever removed as stale.
+pub(crate) fn is_cached(name: &str, prefix: &str, suffix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .is_some_and(|key| key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Where the harness keeps its image and per-run scratch files:
@@ -321,4 +353,29 @@ fn binaries_in(dir: &Path) -> Result<Vec<PathBuf>, VmError> {
         .collect();
     bins.sort();
     Ok(bins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keyed_artefacts_count_as_stale_candidates() {
+        assert!(is_cached("system-0123456789abcdef", "system-", ""));
+        assert!(is_cached(
+            "dist-root-0123456789abcdef.tar",
+            "dist-root-",
+            ".tar"
+        ));
+        // Another test binary's build in progress (the boot tier's two
+        // tests at once): never removed.
+        assert!(!is_cached("system-build-x7Yq2a", "system-", ""));
+        assert!(!is_cached(
+            "dist-root-0123456789abcdef.tar.partial",
+            "dist-root-",
+            ".tar"
+        ));
+        assert!(!is_cached("system-0123456789abcde", "system-", ""));
+        assert!(!is_cached("image-0123456789abcdef0", "image-", ""));
+    }
 }

@@ -80,6 +80,7 @@ impl SystemImage {
         ));
         let key = hex(&Sha256::digest(inputs.as_bytes()))[..16].to_owned();
         let dir = cache_dir().join(format!("system-{key}"));
+        let _lock = super::cache_lock("system", say)?;
         let image = SystemImage {
             disk: dir.join("disk.qcow2"),
             kernel: dir.join("vmlinuz"),
@@ -265,7 +266,7 @@ fn remove_stale(keep: &Path) {
     {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if (name.starts_with("system-")) && path != keep {
+        if super::is_cached(&name, "system-", "") && path != keep {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
