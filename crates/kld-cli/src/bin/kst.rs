@@ -1,7 +1,6 @@
 //! kst: the host's health in one command, in the formats monitoring reads.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -55,7 +54,8 @@ fn main() -> ExitCode {
             render::human(&report)
         };
         let written = match &cli.output {
-            Some(path) => write_atomically(path, text.as_bytes())
+            // 0644: node_exporter reads it as another user.
+            Some(path) => kld_fs::replace(path, text.as_bytes(), 0o644)
                 .map_err(|e| format!("cannot write {}: {e}", path.display())),
             None => std::io::stdout()
                 .write_all(text.as_bytes())
@@ -66,23 +66,6 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(report.status.code())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over
-/// `path` (mode 0644: node_exporter reads it as another user).
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::Builder::new().prefix(".kst-").tempfile_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 fn fail(message: &str, hint: &str) -> ExitCode {
