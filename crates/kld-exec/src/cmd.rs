@@ -141,6 +141,7 @@ impl Cmd {
         let status = child.wait().map_err(|source| self.io(source))?;
         let stderr = tee.join().unwrap_or_default();
         join_feeder(feeder).map_err(|source| self.io(source))?;
+        self.step();
         self.check(status, &stderr)
     }
 
@@ -171,6 +172,7 @@ impl Cmd {
         let stderr = stderr.join().unwrap_or_default();
         read.map_err(|source| self.io(source))?;
         join_feeder(feeder).map_err(|source| self.io(source))?;
+        self.step();
         self.check(status, &stderr)
     }
 
@@ -202,7 +204,7 @@ impl Cmd {
 
     /// One step for the fault-injection hook: the program has run (or, if
     /// detached, started), whatever its exit status.
-    fn step(&self) {
+    pub(crate) fn step(&self) {
         kld_fs::fault::step(|| format!("run {}", self.display()));
     }
 
@@ -245,7 +247,6 @@ impl Cmd {
     }
 
     pub(crate) fn check(&self, status: ExitStatus, stderr: &[u8]) -> Result<(), Error> {
-        self.step();
         if status.success() {
             Ok(())
         } else {

@@ -107,6 +107,7 @@ impl Pipeline {
             let stderr = stderr.join().unwrap_or_default();
             let outcome = waited.map_err(|e| stage.io(e)).and_then(|status| {
                 final_status = Some((status, stderr.clone()));
+                stage.step();
                 stage.check(status, &stderr)
             });
             match outcome {
