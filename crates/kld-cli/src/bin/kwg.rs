@@ -610,6 +610,25 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
     let _lock = (!a.dry_run)
         .then(|| lock(cli, &iface, &format!("kwg join --iface {iface}")))
         .transpose()?;
+    let pending = cli.state_dir.join(iface.as_str()).join("join.key");
+    if path.exists() && !a.dry_run && pending.exists() {
+        // A join killed after writing the file: the key it kept is the
+        // file's key. Finish it.
+        let config = read_conf(cli, &iface)?;
+        let key = join_key(cli, &iface, &token)?;
+        if config.interface().private_key.as_ref() == Some(&key) {
+            std::fs::remove_file(&pending)
+                .map_err(|e| fail(format!("{}: {e}", pending.display())))?;
+            kld_fs::fault::step(|| format!("remove {}", pending.display()));
+            println!("finishing the join that wrote {}", path.display());
+            if !a.no_up && !iface.exists() {
+                kld_wg::link::up(&iface, &config)
+                    .map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
+                println!("{iface} is up");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if path.exists() {
         return Err(fail(format!(
             "{} exists already: nothing was changed",
@@ -636,7 +655,6 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let key = join_key(cli, &iface, &token)?;
-    let pending = cli.state_dir.join(iface.as_str()).join("join.key");
     let allocation = kld_wg::enrol::join(&token, &key, &name, kld_wg::now()).map_err(|e| {
         // A definite answer (a refusal, or not the hub): nothing was
         // allocated to this key, so it is not kept. Otherwise (the network
