@@ -228,7 +228,7 @@ fn join(spoke: &Host, token: &str) -> Result<Output, kld_exec::Error> {
         .arg(spoke.dir.path().join("etc"))
         .arg("--state-dir")
         .arg(spoke.dir.path().join("state"))
-        .args(["join", "--iface", &spoke.iface, "--name", &spoke.iface])
+        .args(["join", "--iface", &spoke.iface, "--name", &spoke.iface, "-"])
         .stdin_bytes(token.to_owned())
         .run()
 }
@@ -728,7 +728,9 @@ impl LoopHub {
             .arg(spoke.join("etc"))
             .arg("--state-dir")
             .arg(spoke.join("state"))
-            .args(["join", "--no-up", "--iface", "kwspoke0", "--name", name])
+            .args([
+                "join", "--no-up", "--iface", "kwspoke0", "--name", name, "-",
+            ])
             .stdin_bytes(token.to_owned())
             .run()
     }
@@ -1055,7 +1057,7 @@ fn a_slow_client_flood_does_not_keep_joins_out_or_end_the_server() {
     hub.serve(&["prlimit", "--nofile=1024:1024"]);
     let pid = hub.serve.as_ref().unwrap().0.id();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(exe.ends_with("kwg"), "{exe:?} is the server");
+    assert_eq!(exe.file_name(), KWG.file_name(), "{exe:?} is the server");
     let token = hub.open(JOINS as u32);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], hub.port));
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -1364,10 +1366,9 @@ fn enrol_open_killed_at_every_step() {
     );
     // Count: the traced run, and per kill one killed (recorded or not) and one re-run.
     let listed = windows();
-    assert!(
-        listed >= 1 + n && listed <= 1 + 2 * n,
-        "{listed} windows after {n} kills"
-    );
+    // The traced run's window, and per kill the killed run's (recorded,
+    // its token never printed: nobody can join through it) and the re-run's.
+    assert_eq!(listed, 1 + 2 * n, "{listed} windows after {n} kills");
     eprintln!("fault table: kwg enrol open: {n} kill points; a killed open leaves at most an unused window");
 }
 
@@ -1507,4 +1508,83 @@ fn join_killed_at_every_step_then_rerun() {
     );
     reset();
     eprintln!("fault table: kwg join: {n} kill points, each re-run (or down+up) finished the join");
+}
+
+/// Issue 17, 9: accept errors never end the server. A cap above what the
+/// open-file limit allows (`--max-connections 4096` under 256 files) makes
+/// `accept` fail with EMFILE under a flood of 400 connections: the server
+/// closes its oldest connection, backs off, goes on, and real joins get in.
+#[test]
+fn accept_errors_under_a_flood_do_not_end_the_server() {
+    let mut hub = LoopHub::new("m", false);
+    let h = &hub.host;
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", h.ns.name(), "prlimit", "--nofile=256:256"])
+        .arg(&*KWG)
+        .arg("--config-dir")
+        .arg(h.dir.path().join("etc"))
+        .arg("--state-dir")
+        .arg(h.dir.path().join("state"))
+        .args(["hub", "serve", &h.iface, "--max-connections", "4096"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(h.dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    hub.serve = Some(Serve(child));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], hub.port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hub
+        .host
+        .ns
+        .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "kwg hub serve never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let token = hub.open(3);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            hub.host.ns.run(|| {
+                use std::io::Write;
+                let open =
+                    || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok();
+                let mut conns: Vec<Option<std::net::TcpStream>> =
+                    (0..400).map(|_| open()).collect();
+                let started = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && started.elapsed() < Duration::from_secs(60)
+                {
+                    for c in conns.iter_mut() {
+                        if c.as_mut().is_none_or(|s| s.write_all(b"{").is_err()) {
+                            *c = open();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        for i in 0..3 {
+            let spoke = tempfile::tempdir().unwrap();
+            let out = hub.join(spoke.path(), &format!("m{i}"), &token);
+            if out.is_err() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            assert!(out.unwrap().stdout_str().contains(" as "));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let serve = hub.serve.as_mut().unwrap();
+    assert!(
+        serve.0.try_wait().unwrap().is_none(),
+        "kwg hub serve exited"
+    );
+    assert_eq!(hub.spokes().len(), 3);
+    // Let the summary come out, then check the errors were met and survived.
+    let log = std::fs::read_to_string(hub.host.dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("cannot take a connection"), "{log}");
+    assert!(log.contains("backing off"), "{log}");
 }

@@ -50,7 +50,7 @@ fn decode(text: &str) -> Result<[u8; 32], KeyError> {
     let out: Result<[u8; 32], _> = bytes.as_slice().try_into();
     bytes.zeroize();
     let out = out.map_err(|_| KeyError::Invalid)?;
-    if STANDARD.encode(out) != text {
+    if *zeroize::Zeroizing::new(STANDARD.encode(out)) != text {
         // Non-canonical trailing bits: wg refuses them too.
         return Err(KeyError::Invalid);
     }

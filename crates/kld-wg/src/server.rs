@@ -170,7 +170,7 @@ fn event_loop(
     tx: &std::sync::mpsc::SyncSender<Job>,
     log: &(dyn Fn(&str) + Sync),
 ) -> std::io::Result<()> {
-    let max = limits.max_connections.max(1);
+    let mut max = limits.max_connections.max(1);
     let mut conns: VecDeque<Conn> = VecDeque::new();
     let mut dropped = Dropped::default();
     let mut logged = Dropped::default();
@@ -342,8 +342,20 @@ fn event_loop(
                         if dropped.accept_errors - logged.accept_errors == 1 {
                             log(&format!("cannot take a connection: {e} (backing off)"));
                         }
-                        if is_resource_error(&e) && conns.pop_front().is_some() {
-                            dropped.evicted += 1;
+                        if is_resource_error(&e) {
+                            // The cap was more than the process can hold:
+                            // lower it so the worker keeps descriptors for
+                            // the state files, and make room now.
+                            let fit = conns.len().saturating_sub(RESERVED_FDS as usize).max(1);
+                            if fit < max {
+                                max = fit;
+                                log(&format!(
+                                    "out of file descriptors: at most {max} connections from now on"
+                                ));
+                            }
+                            while conns.len() >= max && conns.pop_front().is_some() {
+                                dropped.evicted += 1;
+                            }
                         }
                         backoff_until = Some(Instant::now() + Duration::from_millis(50));
                         break;

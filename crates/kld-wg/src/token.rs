@@ -107,7 +107,7 @@ impl Token {
             PREFIX.len() + bytes.len() * 4 / 3 + 4,
         ));
         text.push_str(PREFIX);
-        URL_SAFE_NO_PAD.encode_string(&bytes[..], &mut *text);
+        URL_SAFE_NO_PAD.encode_string(&bytes[..], &mut text);
         text
     }
 

@@ -16,11 +16,11 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "Let three workers join in the next 15 minutes (the token, a secret, into a file only root reads):",
+        "Let three workers join in the next 15 minutes (the token is a secret):",
         &["(umask 077; kwg enrol open wg0 --joins 3 --for 15m > token)"],
     ),
     (
-        "On each worker (its private key never leaves it; never the token as an argument):",
+        "On each worker (its key never leaves it; the token never in argv):",
         &["kwg join --iface wg0 --token-file token"],
     ),
     (
@@ -200,6 +200,10 @@ pub struct HubServe {
     /// Listen here instead of the hub's enrolment address (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
+    /// Connections open at once; at the cap the oldest is closed for a new
+    /// one (default: the open-file limit less 64, at most 4096).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 }
 
 /// The arguments of `kwg hub spokes`.

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     run("kwg", || match &cli.command {
-        Command::Genkey => print_line(&PrivateKey::generate().to_base64()),
+        Command::Genkey => genkey(),
         Command::Pubkey => pubkey(),
         Command::Genpsk => print_line(&PresharedKey::generate().to_base64()),
         Command::Up(a) => up(&cli, a),
@@ -48,6 +48,14 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 fn print_line(s: &str) -> Result<ExitCode, Failure> {
     let mut out = std::io::stdout();
     writeln!(out, "{s}").map_err(|e| fail(format!("cannot write: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn genkey() -> Result<ExitCode, Failure> {
+    let mut line = Zeroizing::new(String::with_capacity(46));
+    line.push_str(&Zeroizing::new(PrivateKey::generate().to_base64()));
+    line.push('\n');
+    write_secret_stdout(line.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -393,7 +401,10 @@ fn hub_serve(cli: &Cli, a: &HubServe) -> Result<ExitCode, Failure> {
     hub.compact().map_err(hub_failure)?;
     let listener = std::net::TcpListener::bind(addr.to_string())
         .map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
-    let limits = kld_wg::server::Limits::for_this_process();
+    let mut limits = kld_wg::server::Limits::for_this_process();
+    if let Some(n) = a.max_connections {
+        limits.max_connections = n as usize;
+    }
     eprintln!(
         "kwg: answering joins for {} on {addr} (at most {} connections, {} s each; {fds} files)",
         hub.iface(),
