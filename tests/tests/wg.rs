@@ -1588,3 +1588,100 @@ fn accept_errors_under_a_flood_do_not_end_the_server() {
     assert!(log.contains("cannot take a connection"), "{log}");
     assert!(log.contains("backing off"), "{log}");
 }
+
+impl LoopHub {
+    /// `kwg hub serve` with `env` set; `None` if it ended before it
+    /// answered (killed by a fault at its start).
+    fn serve_env(&self, env: &[(&str, String)]) -> Option<Serve> {
+        let h = &self.host;
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", h.ns.name()])
+            .arg(&*KWG)
+            .arg("--config-dir")
+            .arg(h.dir.path().join("etc"))
+            .arg("--state-dir")
+            .arg(h.dir.path().join("state"))
+            .args(["hub", "serve", &h.iface])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut serve = Serve(c.spawn().unwrap());
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if serve.0.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if h.ns
+                .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)))
+                .is_ok()
+            {
+                return Some(serve);
+            }
+            assert!(Instant::now() < deadline, "kwg hub serve never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The hub's side of a join (`kwg hub serve`, live device) killed after
+/// each of its steps, then served again: the spoke's re-run (same kept
+/// key) joins, with one address, and the hub's state, file and device
+/// agree: a peer the killed hub appended without recording is not left
+/// twice, no address is given twice.
+#[test]
+fn hub_serve_killed_at_every_step_of_a_join_then_rerun() {
+    let hub = LoopHub::new("v", true);
+    let token = hub.open(1000);
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
+    // Count: serve with a trace, one join, end it by PID.
+    {
+        let _serve = hub
+            .serve_env(&[(kld_fs::fault::TRACE, trace.display().to_string())])
+            .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        hub.join(d.path(), "counted", &token).unwrap();
+    }
+    let steps: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    eprintln!(
+        "kwg hub serve (start and one join): {} steps: {steps:?}",
+        steps.len()
+    );
+    assert!(steps.len() >= 3, "{steps:?}");
+    let mut spokes = 1;
+    for n in 1..=steps.len() {
+        let d = tempfile::tempdir().unwrap();
+        let name = format!("k{n}");
+        let killed = hub.serve_env(&[(kld_fs::fault::KILL_AFTER, n.to_string())]);
+        if let Some(mut serve) = killed {
+            // Dies in the middle of answering: the spoke hears nothing.
+            let e = hub.join(d.path(), &name, &token).unwrap_err();
+            assert!(
+                e.stderr().contains("cannot talk to the hub"),
+                "kill {n}: {e}"
+            );
+            let status = serve.0.wait().unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(9), "kill {n}");
+        }
+        // Served again; the spoke runs the same join again.
+        let _serve = hub.serve_env(&[]).unwrap();
+        let out = hub.join(d.path(), &name, &token).unwrap().stdout_str();
+        assert!(out.contains(" as "), "kill {n}: {out}");
+        spokes += 1;
+        assert_eq!(hub.spokes().len(), spokes, "kill {n}: one spoke per join");
+        hub.check_agree(true);
+    }
+    eprintln!(
+        "fault table: kwg hub serve (join): {} kill points, each re-served and re-joined",
+        steps.len()
+    );
+}

@@ -482,6 +482,7 @@ impl Config {
             let len = f.metadata()?.len();
             f.write_all(text.as_bytes())?;
             f.sync_data()?;
+            kld_fs::fault::step(|| format!("append a peer to {}", path.display()));
             Ok(len)
         })();
         if result.is_err() {

@@ -253,10 +253,14 @@ pub fn exchange(addr: &Endpoint, req: &JoinRequest) -> Result<JoinAnswer, JoinEr
             )));
         }
     }
-    let end = answer
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(answer.len());
+    let Some(end) = answer.iter().position(|&b| b == b'\n') else {
+        // Hung up before a whole answer: the hub may have died half-way
+        // (and allocated), so this is not a definite answer.
+        return Err(net(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the hub closed the connection without answering",
+        )));
+    };
     serde_json::from_slice(&answer[..end]).map_err(|e| JoinError::Malformed(e.to_string()))
 }
 
