@@ -369,3 +369,97 @@ fn event_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// A server on 127.0.0.1 answering every request with a refusal that
+    /// quotes its length, on a thread left running.
+    fn start(limits: Limits) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let answer = |line: &[u8]| {
+                let reason = format!("got {} bytes", line.len());
+                (JoinAnswer::Refused { reason }, "answered".to_owned())
+            };
+            let _ = serve(listener, limits, &answer, &|_| {});
+        });
+        addr
+    }
+
+    fn answer(stream: &TcpStream) -> String {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stream).read_line(&mut line);
+        line
+    }
+
+    /// Whether the server closed `stream` (reads end) within 20 s.
+    fn closed(stream: &mut TcpStream) -> bool {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_too_large_is_refused() {
+        let addr = start(Limits::default());
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&vec![b'x'; MAX_MESSAGE as usize + 10]).unwrap();
+        assert!(answer(&s).contains("too large"));
+        let mut ok = TcpStream::connect(addr).unwrap();
+        ok.write_all(b"{}\n").unwrap();
+        assert!(answer(&ok).contains("got 2 bytes"));
+    }
+
+    #[test]
+    fn the_deadline_is_for_the_whole_request_not_each_read() {
+        let addr = start(Limits {
+            deadline: Duration::from_millis(600),
+            ..Limits::default()
+        });
+        let mut slow = TcpStream::connect(addr).unwrap();
+        // A byte every 100 ms never reaches a newline: closed unanswered,
+        // though no single read waited long.
+        let mut sent = 0;
+        while slow.write_all(b"{").is_ok() && sent < 200 {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(sent < 200, "still open after 20 s of trickling");
+        assert!(closed(&mut slow));
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_connection_makes_room() {
+        let addr = start(Limits {
+            max_connections: 4,
+            ..Limits::default()
+        });
+        let mut idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        // Let the server take them (in order).
+        for s in &mut idle {
+            s.write_all(b"{").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut real = TcpStream::connect(addr).unwrap();
+        real.write_all(b"{\"a\":1}\n").unwrap();
+        assert!(answer(&real).contains("got 7 bytes"));
+        assert!(closed(&mut idle[0]), "the oldest was closed");
+    }
+}
