@@ -1685,3 +1685,28 @@ fn hub_serve_killed_at_every_step_of_a_join_then_rerun() {
         steps.len()
     );
 }
+
+/// A spoke joining with the hub's own interface name and state directory
+/// (the demo's layout: two namespaces on one host) does not dead-lock on
+/// the interface's lock: the join does not hold it while the hub answers.
+#[test]
+fn a_spoke_with_the_hubs_name_and_state_dir_joins() {
+    let mut hub = LoopHub::new("d", false);
+    hub.serve(&[]);
+    let token = hub.open(1);
+    let h = &hub.host;
+    let other = tempfile::tempdir().unwrap();
+    let out =
+        h.ns.cmd(&*KWG)
+            .arg("--config-dir")
+            .arg(other.path())
+            .arg("--state-dir")
+            .arg(h.dir.path().join("state"))
+            .args(["join", "--no-up", "--iface", &h.iface, "--name", "same"])
+            .stdin_bytes(token)
+            .run()
+            .unwrap()
+            .stdout_str();
+    assert!(out.contains(" as 10.60.0.2/16"), "{out}");
+    assert_eq!(hub.spokes().len(), 1);
+}

@@ -241,6 +241,17 @@ pub fn exchange(addr: &Endpoint, req: &JoinRequest) -> Result<JoinAnswer, JoinEr
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(net(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", EXCHANGE_DEADLINE.as_secs()),
+                )))
+            }
             Err(e) => return Err(net(e)),
         };
         if n == 0 {
@@ -333,6 +344,28 @@ mod tests {
             address: "10.250.0.2/24".parse().unwrap(),
             network: "10.250.0.0/24".parse().unwrap(),
             endpoint: "192.0.2.1:51820".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_answer_naming_a_bad_endpoint_is_refused_when_read() {
+        // The hub's answer is untrusted: a hostile hub (it holds its key,
+        // so its MAC is good) cannot slip a second line into the spoke's
+        // file through the endpoint.
+        let (token, hub, spoke) = setup();
+        let req = JoinRequest::new(&token, &spoke, "s1", 1000);
+        let key = hub_key(&token, &hub, &req);
+        let good = serde_json::to_string(&accept(&key, &req, allocation())).unwrap();
+        assert!(serde_json::from_str::<JoinAnswer>(&good).is_ok());
+        for bad in [
+            "192.0.2.1:51820\\n[Peer]\\nPublicKey = x",
+            "192.0.2.1:51820 ",
+            "192.0.2.1",
+            "\\u001b[2J:1",
+        ] {
+            let json = good.replace("192.0.2.1:51820", bad);
+            assert_ne!(json, good);
+            assert!(serde_json::from_str::<JoinAnswer>(&json).is_err(), "{json}");
         }
     }
 

@@ -618,8 +618,9 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
     kld_wg::hub::check_spoke_name(&name)
         .map_err(|e| Failure::usage(e).hint("choose another with --name (a host name fits)"))?;
     let path = conf_path(cli, &iface);
-    let _lock = (!a.dry_run)
-        .then(|| lock(cli, &iface, &format!("kwg join --iface {iface}")))
+    let purpose = format!("kwg join --iface {iface}");
+    let held = (!a.dry_run)
+        .then(|| lock(cli, &iface, &purpose))
         .transpose()?;
     let pending = cli.state_dir.join(iface.as_str()).join("join.key");
     if path.exists() && !a.dry_run && pending.exists() {
@@ -666,6 +667,9 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let key = join_key(cli, &iface, &token)?;
+    // Not held while the hub is asked: a hub of the same name on this host
+    // (same state directory) takes this lock to answer.
+    drop(held);
     let allocation = kld_wg::enrol::join(&token, &key, &name, kld_wg::now()).map_err(|e| {
         // A definite answer (a refusal, or not the hub): nothing was
         // allocated to this key, so it is not kept. Otherwise (the network
@@ -703,6 +707,15 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
          or on the hub: `kwg revoke --iface IFACE {}`",
         allocation.address.addr
     );
+    let _lock = lock(cli, &iface, &purpose)?;
+    if path.exists() {
+        // Another `kwg join` of this interface (with the same kept key, so
+        // the same address) finished first.
+        return Err(fail(format!(
+            "{} was written by another kwg join meanwhile: nothing more was changed",
+            path.display()
+        )));
+    }
     std::fs::create_dir_all(&cli.config_dir)
         .and_then(|()| config.write(&path))
         .map_err(|e| {
