@@ -20,9 +20,11 @@ ip -n hub -d link show wg0 | grep -q wireguard
 $H hub serve wg0 >serve.log 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true' EXIT
-token=$($H enrol open wg0 --joins 1 --for 10m)
+# The token is a secret: into a file only root reads, never into argv.
+(umask 077; $H enrol open wg0 --joins 1 --for 10m >token)
+refuses 2 "command line" $S join --iface wg8 "$(cat token)"
 i=0
-until $S join --iface wg0 --name spoke "$token" >join.out 2>join.err; do
+until $S join --iface wg0 --name spoke --token-file token >join.out 2>join.err; do
     i=$((i + 1)); [ $i -lt 50 ] || fail "join: $(cat join.err)"; sleep 0.2
 done
 grep -q "as fd00:250::2/64" join.out || fail "$(cat join.out)"
@@ -33,7 +35,7 @@ handshake=$(ip netns exec hub wg show wg0 latest-handshakes | cut -f2)
 $H show wg0 -H | grep -q "	up$" || fail "$($H show wg0)"
 # A used-up window is refused and changes nothing.
 before=$(cat hub/etc/wg0.conf)
-refuses 1 "no joins left" ip netns exec spoke kwg --config-dir $PWD/other join --iface wg9 "$token"
+refuses 1 "no joins left" ip netns exec spoke kwg --config-dir $PWD/other join --iface wg9 <token
 same "$(cat hub/etc/wg0.conf)" "$before"
 # A peer added live and in the file, then removed.
 extra=$(kwg genkey | kwg pubkey)

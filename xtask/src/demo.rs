@@ -186,7 +186,7 @@ const TOUR: &[Step] = &[
         say: "kwg: open an enrolment window for one join; the spoke joins with its token (its key never leaves it)",
         run: "{ ip netns exec hub kwg hub serve wg0 >/tmp/serve.log 2>&1 & echo $! > /tmp/serve.pid; } \
               && ip netns exec hub kwg enrol open wg0 --joins 1 --for 10m > /tmp/token && sleep 1 \
-              && ip netns exec spoke kwg --config-dir /tmp/spoke join --iface wg0 - < /tmp/token \
+              && ip netns exec spoke kwg --config-dir /tmp/spoke join --iface wg0 --token-file /tmp/token \
               && ip netns exec hub kwg enrol list wg0",
     },
     Step {
@@ -195,7 +195,7 @@ const TOUR: &[Step] = &[
     },
     Step {
         say: "kwg: the same token again is refused, and nothing changes",
-        run: "ip netns exec spoke kwg --config-dir /tmp/other join --iface wg1 - < /tmp/token \
+        run: "ip netns exec spoke kwg --config-dir /tmp/other join --iface wg1 --token-file /tmp/token \
               || echo \"(refused, exit $?)\"; ip netns exec hub kwg hub spokes wg0",
     },
     Step {

@@ -5,6 +5,9 @@
 use std::fmt;
 use std::path::Path;
 
+use zeroize::Zeroizing;
+
+use crate::endpoint::Endpoint;
 use crate::key::{KeyError, PresharedKey, PrivateKey, PublicKey};
 use crate::net::Cidr;
 
@@ -65,8 +68,8 @@ pub struct Peer {
     pub preshared_key: Option<PresharedKey>,
     /// `AllowedIPs`.
     pub allowed_ips: Vec<Cidr>,
-    /// `Endpoint`: `host:port` or `[v6]:port`, as written.
-    pub endpoint: Option<String>,
+    /// `Endpoint`: `host:port` or `[v6]:port`.
+    pub endpoint: Option<Endpoint>,
     /// `PersistentKeepalive` in seconds (`off` is `None`).
     pub persistent_keepalive: Option<u16>,
 }
@@ -93,17 +96,14 @@ enum Section {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Header(Section),
-    Entry {
-        section: Section,
-        key: String,
-        value: String,
-    },
+    Entry { section: Section, key: &'static str },
     Other,
 }
 
+/// A line as written (wiped when dropped: it may hold a key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Line {
-    raw: String,
+    raw: Zeroizing<String>,
     kind: Kind,
 }
 
@@ -212,13 +212,11 @@ fn apply_peer(p: &mut Peer, key: &str, value: &str) -> Result<(), String> {
             }
         }
         "Endpoint" => {
-            let ok = value
-                .rsplit_once(':')
-                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
-            if !ok {
-                return Err(format!("Endpoint must be HOST:PORT, not {value:?}"));
-            }
-            p.endpoint = Some(value.to_owned());
+            p.endpoint = Some(
+                value
+                    .parse()
+                    .map_err(|e: crate::endpoint::EndpointError| e.to_string())?,
+            )
         }
         "PersistentKeepalive" => {
             p.persistent_keepalive = if value == "off" {
@@ -301,14 +299,19 @@ impl Config {
                     }
                 }
                 .map_err(err)?;
-                Kind::Entry {
-                    section: s,
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                }
+                Kind::Entry { section: s, key }
             };
+            if raw
+                .trim_end_matches('\n')
+                .chars()
+                .any(|c| c.is_control() && c != '\t' && c != '\r')
+            {
+                return Err(err(
+                    "a control character (other than tab) in the line".into()
+                ));
+            }
             lines.push(Line {
-                raw: raw.to_owned(),
+                raw: Zeroizing::new(raw.to_owned()),
                 kind,
             });
         }
@@ -337,13 +340,26 @@ impl Config {
     }
 
     /// A new file holding `interface` and `peers`, in canonical form.
-    pub fn new(interface: &Interface, peers: &[Peer]) -> Config {
-        let mut text = render_interface(interface);
+    /// Refused if a value would not stay on its line (a newline or another
+    /// control character in a hook, `DNS`, `Table` or `FwMark`), or does
+    /// not read back as what was given.
+    pub fn new(interface: &Interface, peers: &[Peer]) -> Result<Config, ConfError> {
+        let mut text = render_interface(interface)?;
         for p in peers {
+            let peer = render_peer(p);
+            text.reserve(peer.len() + 1);
             text.push('\n');
-            text.push_str(&render_peer(p));
+            text.push_str(&peer);
         }
-        Config::parse(&text, "<rendered>").expect("rendered text parses")
+        let config = Config::parse(&text, "<new>")?;
+        if config.interface != *interface || config.peers != peers {
+            return Err(ConfError::Line {
+                file: "<new>".into(),
+                line: 0,
+                message: "a value does not read back as written (a comma or '#' in it?)".into(),
+            });
+        }
+        Ok(config)
     }
 
     /// Reads a file, refusing one that group or others may read (it may
@@ -354,8 +370,26 @@ impl Config {
     }
 
     /// Replaces `path` with this configuration atomically (mode 0600).
+    /// As a last line of defence, a line holding a control character
+    /// other than tab (which no parsed or rendered line can) is refused.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        crate::file::write_atomic(path, self.render().as_bytes())
+        self.check_lines()?;
+        kld_fs::replace(path, self.render().as_bytes(), 0o600)
+    }
+
+    fn check_lines(&self) -> std::io::Result<()> {
+        let bad = self.lines.iter().any(|l| {
+            let body = l.raw.strip_suffix('\n').unwrap_or(&l.raw);
+            body.chars()
+                .any(|c| c == '\n' || (c.is_control() && c != '\t' && c != '\r'))
+        });
+        if bad {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "refusing to write a wg-quick line holding a newline or control character",
+            ));
+        }
+        Ok(())
     }
 
     /// The `[Interface]` values.
@@ -373,23 +407,20 @@ impl Config {
         self.peers.iter().find(|p| p.public_key == *key)
     }
 
-    /// The file's text (everything it held, comments included).
-    pub fn render(&self) -> String {
-        self.lines.iter().map(|l| l.raw.as_str()).collect()
+    /// The file's text (everything it held, comments included), in a
+    /// buffer wiped when dropped (it may hold the private key).
+    pub fn render(&self) -> Zeroizing<String> {
+        concat(self.lines.iter())
     }
 
     /// The text `wg setconf` accepts, exactly as `wg-quick strip` prints
     /// it: every line but those holding keys only wg-quick reads.
-    pub fn strip(&self) -> String {
-        let wg_quick_only = |l: &Line| {
+    pub fn strip(&self) -> Zeroizing<String> {
+        let wg_quick_only = |l: &&Line| {
             matches!(&l.kind, Kind::Entry { section: Section::Interface, key, .. }
-                if !matches!(key.as_str(), "ListenPort" | "PrivateKey" | "FwMark"))
+                if !matches!(*key, "ListenPort" | "PrivateKey" | "FwMark"))
         };
-        self.lines
-            .iter()
-            .filter(|l| !wg_quick_only(l))
-            .map(|l| l.raw.as_str())
-            .collect()
+        concat(self.lines.iter().filter(|l| !wg_quick_only(l)))
     }
 
     /// Appends a peer section. Refused if the key is already there.
@@ -404,12 +435,22 @@ impl Config {
         // Only the new section is parsed: the cost does not grow with the
         // number of peers already in the file.
         let mut added = Config::parse(&render_peer(peer), "<edit>")?;
+        if added.peers.as_slice() != std::slice::from_ref(peer) {
+            return Err(ConfError::Line {
+                file: "<edit>".into(),
+                line: 0,
+                message: "the peer does not read back as written".into(),
+            });
+        }
         if let Some(last) = self.lines.last_mut() {
             if !last.raw.ends_with('\n') {
-                last.raw.push('\n');
+                let mut raw = Zeroizing::new(String::with_capacity(last.raw.len() + 1));
+                raw.push_str(&last.raw);
+                raw.push('\n');
+                last.raw = raw;
             }
             self.lines.push(Line {
-                raw: "\n".into(),
+                raw: Zeroizing::new("\n".into()),
                 kind: Kind::Other,
             });
         }
@@ -428,8 +469,8 @@ impl Config {
         let ended = self.lines.last().is_none_or(|l| l.raw.ends_with('\n'));
         let from = self.lines.len();
         self.add_peer(peer)?;
-        let mut text = String::from(if ended { "" } else { "\n" });
-        text.extend(self.lines[from..].iter().map(|l| l.raw.as_str()));
+        let mut text = Zeroizing::new(String::from(if ended { "" } else { "\n" }));
+        text.push_str(&concat(self.lines[from..].iter()));
         let io = |source| {
             ConfError::File(KeyError::Io {
                 path: path.display().to_string(),
@@ -441,6 +482,7 @@ impl Config {
             let len = f.metadata()?.len();
             f.write_all(text.as_bytes())?;
             f.sync_data()?;
+            kld_fs::fault::step(|| format!("append a peer to {}", path.display()));
             Ok(len)
         })();
         if result.is_err() {
@@ -485,8 +527,53 @@ fn join<T: ToString>(items: &[T]) -> String {
         .join(", ")
 }
 
-fn render_interface(i: &Interface) -> String {
-    let mut t = String::from("[Interface]\n");
+/// The lines' text, in one buffer sized once (no copy left behind by a
+/// reallocation) and wiped when dropped.
+fn concat<'a>(lines: impl Iterator<Item = &'a Line> + Clone) -> Zeroizing<String> {
+    let len = lines.clone().map(|l| l.raw.len()).sum();
+    let mut t = Zeroizing::new(String::with_capacity(len));
+    for l in lines {
+        t.push_str(&l.raw);
+    }
+    t
+}
+
+/// Refuses a free-form value that would not stay on its line.
+fn one_line(key: &str, value: &str) -> Result<(), ConfError> {
+    if value.chars().any(|c| c.is_control()) {
+        return Err(ConfError::Line {
+            file: "<new>".into(),
+            line: 0,
+            message: format!("{key} holds a newline or control character: {value:?}"),
+        });
+    }
+    Ok(())
+}
+
+fn render_interface(i: &Interface) -> Result<Zeroizing<String>, ConfError> {
+    for (key, values) in [
+        ("DNS", &i.dns),
+        ("PreUp", &i.pre_up),
+        ("PostUp", &i.post_up),
+        ("PreDown", &i.pre_down),
+        ("PostDown", &i.post_down),
+    ] {
+        for v in values {
+            one_line(key, v)?;
+        }
+    }
+    for (key, v) in [("Table", &i.table), ("FwMark", &i.fwmark)] {
+        if let Some(v) = v {
+            one_line(key, v)?;
+        }
+    }
+    let hooks: usize = [&i.pre_up, &i.post_up, &i.pre_down, &i.post_down, &i.dns]
+        .iter()
+        .flat_map(|v| v.iter())
+        .map(|c| c.len() + 16)
+        .sum();
+    let mut t = Zeroizing::new(String::with_capacity(1024 + hooks + 64 * i.addresses.len()));
+    t.push_str("[Interface]\n");
     if !i.addresses.is_empty() {
         t.push_str(&format!("Address = {}\n", join(&i.addresses)));
     }
@@ -494,7 +581,9 @@ fn render_interface(i: &Interface) -> String {
         t.push_str(&format!("ListenPort = {p}\n"));
     }
     if let Some(k) = &i.private_key {
-        t.push_str(&format!("PrivateKey = {}\n", k.to_base64()));
+        t.push_str("PrivateKey = ");
+        t.push_str(&Zeroizing::new(k.to_base64()));
+        t.push('\n');
     }
     if !i.dns.is_empty() {
         t.push_str(&format!("DNS = {}\n", i.dns.join(", ")));
@@ -521,13 +610,16 @@ fn render_interface(i: &Interface) -> String {
     if let Some(s) = i.save_config {
         t.push_str(&format!("SaveConfig = {s}\n"));
     }
-    t
+    Ok(t)
 }
 
-fn render_peer(p: &Peer) -> String {
-    let mut t = format!("[Peer]\nPublicKey = {}\n", p.public_key);
+fn render_peer(p: &Peer) -> Zeroizing<String> {
+    let mut t = Zeroizing::new(String::with_capacity(256 + 48 * p.allowed_ips.len()));
+    t.push_str(&format!("[Peer]\nPublicKey = {}\n", p.public_key));
     if let Some(k) = &p.preshared_key {
-        t.push_str(&format!("PresharedKey = {}\n", k.to_base64()));
+        t.push_str("PresharedKey = ");
+        t.push_str(&Zeroizing::new(k.to_base64()));
+        t.push('\n');
     }
     if !p.allowed_ips.is_empty() {
         t.push_str(&format!("AllowedIPs = {}\n", join(&p.allowed_ips)));
@@ -556,7 +648,7 @@ mod tests {
     #[test]
     fn parses_and_renders_byte_for_byte() {
         let c = Config::parse(SAMPLE, "t").unwrap();
-        assert_eq!(c.render(), SAMPLE);
+        assert_eq!(c.render().as_str(), SAMPLE);
         assert_eq!(c.interface().listen_port, Some(51820));
         assert_eq!(c.interface().addresses.len(), 2);
         assert_eq!(c.peers().len(), 2);
@@ -597,7 +689,61 @@ mod tests {
         c.add_peer(&new).unwrap();
         assert!(c.add_peer(&new).is_err());
         assert_eq!(c.peers().last().unwrap(), &new);
-        assert!(c.render().starts_with(&text));
+        assert!(c.render().starts_with(text.as_str()));
+    }
+
+    #[test]
+    fn values_that_would_add_lines_are_refused() {
+        let hook = Interface {
+            post_up: vec![
+                "true\n[Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
+            ],
+            ..Interface::default()
+        };
+        assert!(Config::new(&hook, &[]).is_err());
+        for bad in [
+            Interface {
+                dns: vec!["1.1.1.1\rX".into()],
+                ..Interface::default()
+            },
+            Interface {
+                table: Some("off\n[Peer]".into()),
+                ..Interface::default()
+            },
+            Interface {
+                fwmark: Some("0x1\u{1b}".into()),
+                ..Interface::default()
+            },
+            Interface {
+                post_down: vec!["echo # cut".into()],
+                ..Interface::default()
+            },
+        ] {
+            assert!(Config::new(&bad, &[]).is_err(), "{bad:?}");
+        }
+        // A control character in a file read is refused with its line.
+        let text = "[Interface]\nPostUp = echo \u{1b}[2J\n";
+        assert!(matches!(
+            Config::parse(text, "f"),
+            Err(ConfError::Line { line: 2, .. })
+        ));
+        // And the writer refuses a line a bug let through.
+        let mut c = Config::new(&Interface::default(), &[]).unwrap();
+        c.lines[0].raw = Zeroizing::new("[Interface]\n[Peer]\n".into());
+        let dir = tempfile::tempdir().unwrap();
+        let e = c.write(&dir.path().join("x.conf")).unwrap_err();
+        assert!(e.to_string().contains("control character"), "{e}");
+        assert!(!dir.path().join("x.conf").exists());
+    }
+
+    #[test]
+    fn an_endpoint_with_a_second_line_is_refused() {
+        let text =
+            "[Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\nEndpoint = h:1 x\n";
+        assert!(matches!(
+            Config::parse(text, "f"),
+            Err(ConfError::Line { line: 3, .. })
+        ));
     }
 
     fn cidr() -> impl Strategy<Value = Cidr> {
@@ -649,10 +795,10 @@ mod tests {
             psk in any::<bool>(),
             allowed_ips in proptest::collection::vec(cidr(), 0..4),
             endpoint in proptest::option::of(prop_oneof![
-                (any::<u32>(), any::<u16>()).prop_map(|(a, p)| format!("{}:{p}", std::net::Ipv4Addr::from(a))),
-                (any::<u128>(), any::<u16>()).prop_map(|(a, p)| format!("[{}]:{p}", std::net::Ipv6Addr::from(a))),
-                ("[a-z]{1,10}\\.example", any::<u16>()).prop_map(|(h, p)| format!("{h}:{p}")),
-            ]),
+                (any::<u32>(), 1u16..).prop_map(|(a, p)| format!("{}:{p}", std::net::Ipv4Addr::from(a))),
+                (any::<u128>(), 1u16..).prop_map(|(a, p)| format!("[{}]:{p}", std::net::Ipv6Addr::from(a))),
+                ("[a-z]{1,10}\\.example", 1u16..).prop_map(|(h, p)| format!("{h}:{p}")),
+            ].prop_map(|e| e.parse::<Endpoint>().unwrap())),
             persistent_keepalive in proptest::option::of(any::<u16>()),
         ) -> Peer {
             Peer { public_key, preshared_key: psk.then(PresharedKey::generate), allowed_ips, endpoint, persistent_keepalive }
@@ -664,7 +810,7 @@ mod tests {
         fn typed_round_trip(i in interface(), peers in proptest::collection::vec(peer(), 0..4)) {
             let mut seen = std::collections::HashSet::new();
             let peers: Vec<Peer> = peers.into_iter().filter(|p| seen.insert(p.public_key)).collect();
-            let c = Config::new(&i, &peers);
+            let c = Config::new(&i, &peers).unwrap();
             let again = Config::parse(&c.render(), "r").unwrap();
             prop_assert_eq!(again.interface(), &i);
             prop_assert_eq!(again.peers(), &peers[..]);
@@ -674,9 +820,10 @@ mod tests {
         #[test]
         fn text_round_trips_with_comments(i in interface(), comments in proptest::collection::vec("#[ -~]{0,20}\n", 0..4)) {
             let mut text = comments.concat();
-            text.push_str(&Config::new(&i, &[]).render());
+            text.push_str(&Config::new(&i, &[]).unwrap().render());
             let c = Config::parse(&text, "r").unwrap();
-            prop_assert_eq!(c.render(), text);
+            let rendered = c.render();
+            prop_assert_eq!(rendered.as_str(), text);
         }
 
         #[test]

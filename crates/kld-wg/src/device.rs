@@ -341,7 +341,7 @@ fn builder(p: &Peer) -> Result<PeerConfigBuilder, DeviceError> {
         None => b.unset_preshared_key(),
     };
     if let Some(e) = &p.endpoint {
-        b = b.set_endpoint(resolve(e)?);
+        b = b.set_endpoint(resolve(&e.to_string())?);
     }
     b = match p.persistent_keepalive {
         Some(k) => b.set_persistent_keepalive_interval(k),
@@ -357,7 +357,7 @@ fn same(live: &PeerStatus, want: &Peer) -> Result<bool, DeviceError> {
     b.sort();
     let endpoint_same = match &want.endpoint {
         None => true, // a roaming peer keeps the endpoint it has
-        Some(e) => live.endpoint == Some(resolve(e)?),
+        Some(e) => live.endpoint == Some(resolve(&e.to_string())?),
     };
     // The live preshared key cannot be compared through every backend:
     // a file that names one always re-applies it (no session is lost).
@@ -430,7 +430,9 @@ pub fn sync(iface: &Iface, config: &Config) -> Result<Vec<Change>, DeviceError> 
 
 fn apply(iface: &Iface, update: DeviceUpdate, action: &'static str) -> Result<(), DeviceError> {
     let b = backend(iface)?;
-    update.apply(&iface.wg(), b).map_err(io(iface, action))
+    update.apply(&iface.wg(), b).map_err(io(iface, action))?;
+    kld_fs::fault::step(|| format!("{action} on the live {iface}"));
+    Ok(())
 }
 
 /// Adds (or updates) one peer on the live device.

@@ -10,14 +10,15 @@
 //! knows the hub named in the token answered, and that this answer is for
 //! this request. The spoke's private key never leaves it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::endpoint::Endpoint;
 use crate::key::{PrivateKey, PublicKey};
 use crate::net::Cidr;
 use crate::token::{hex, unhex, Token};
@@ -54,8 +55,9 @@ pub struct Allocation {
     pub address: Cidr,
     /// The whole network (the spoke routes it through the hub).
     pub network: Cidr,
-    /// The hub's WireGuard endpoint (`host:port`).
-    pub endpoint: String,
+    /// The hub's WireGuard endpoint (`host:port`): checked when the answer
+    /// is read, like everything from the network.
+    pub endpoint: Endpoint,
 }
 
 /// The hub's answer.
@@ -185,7 +187,7 @@ fn answer_mac(key: &[u8; 32], req: &JoinRequest, a: &Allocation) -> HmacSha256 {
     field(&mut mac, req.spoke.as_bytes());
     field(&mut mac, a.address.to_string().as_bytes());
     field(&mut mac, a.network.to_string().as_bytes());
-    field(&mut mac, a.endpoint.as_bytes());
+    field(&mut mac, a.endpoint.to_string().as_bytes());
     mac
 }
 
@@ -195,28 +197,82 @@ pub(crate) fn accept(key: &[u8; 32], req: &JoinRequest, allocation: Allocation) 
     JoinAnswer::Accepted { allocation, mac }
 }
 
-/// Sends `req` to the hub at `addr` and returns its raw answer.
-pub fn exchange(addr: &str, req: &JoinRequest) -> Result<JoinAnswer, JoinError> {
+/// How long a whole exchange (connect, request, answer) may take.
+pub const EXCHANGE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Sends `req` to the hub at `addr` and returns its raw answer (at most
+/// [`MAX_MESSAGE`] bytes, within [`EXCHANGE_DEADLINE`] in all).
+pub fn exchange(addr: &Endpoint, req: &JoinRequest) -> Result<JoinAnswer, JoinError> {
+    let started = Instant::now();
     let net = |source| JoinError::Network {
-        addr: addr.to_owned(),
+        addr: addr.to_string(),
         source,
     };
     let target = addr
+        .to_string()
         .to_socket_addrs()
         .map_err(net)?
         .next()
         .ok_or_else(|| net(std::io::Error::other("the name has no address")))?;
     let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(10)).map_err(net)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(net)?;
+    let left = || {
+        EXCHANGE_DEADLINE
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the hub did not answer in time",
+                )
+            })
+    };
     let mut line = serde_json::to_string(req).expect("requests serialise");
     line.push('\n');
+    stream
+        .set_write_timeout(Some(left().map_err(net)?))
+        .map_err(net)?;
     stream.write_all(line.as_bytes()).map_err(net)?;
-    let mut reader = BufReader::new(stream.take(MAX_MESSAGE));
-    let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(net)?;
-    serde_json::from_str(&answer).map_err(|e| JoinError::Malformed(e.to_string()))
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.contains(&b'\n') {
+        stream
+            .set_read_timeout(Some(left().map_err(net)?))
+            .map_err(net)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(net(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", EXCHANGE_DEADLINE.as_secs()),
+                )))
+            }
+            Err(e) => return Err(net(e)),
+        };
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        if answer.len() as u64 > MAX_MESSAGE {
+            return Err(JoinError::Malformed(format!(
+                "the answer is longer than {MAX_MESSAGE} bytes"
+            )));
+        }
+    }
+    let Some(end) = answer.iter().position(|&b| b == b'\n') else {
+        // Hung up before a whole answer: the hub may have died half-way
+        // (and allocated), so this is not a definite answer.
+        return Err(net(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the hub closed the connection without answering",
+        )));
+    };
+    serde_json::from_slice(&answer[..end]).map_err(|e| JoinError::Malformed(e.to_string()))
 }
 
 /// Joins the hub `token` names with the key `spoke`: sends a fresh request,
@@ -268,7 +324,7 @@ mod tests {
 
     fn setup() -> (Token, PrivateKey, PrivateKey) {
         let hub = PrivateKey::generate();
-        let token = Token::generate("192.0.2.1:51821".into(), hub.public_key());
+        let token = Token::generate("192.0.2.1:51821".parse().unwrap(), hub.public_key());
         (token, hub, PrivateKey::generate())
     }
 
@@ -287,7 +343,29 @@ mod tests {
         Allocation {
             address: "10.250.0.2/24".parse().unwrap(),
             network: "10.250.0.0/24".parse().unwrap(),
-            endpoint: "192.0.2.1:51820".into(),
+            endpoint: "192.0.2.1:51820".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_answer_naming_a_bad_endpoint_is_refused_when_read() {
+        // The hub's answer is untrusted: a hostile hub (it holds its key,
+        // so its MAC is good) cannot slip a second line into the spoke's
+        // file through the endpoint.
+        let (token, hub, spoke) = setup();
+        let req = JoinRequest::new(&token, &spoke, "s1", 1000);
+        let key = hub_key(&token, &hub, &req);
+        let good = serde_json::to_string(&accept(&key, &req, allocation())).unwrap();
+        assert!(serde_json::from_str::<JoinAnswer>(&good).is_ok());
+        for bad in [
+            "192.0.2.1:51820\\n[Peer]\\nPublicKey = x",
+            "192.0.2.1:51820 ",
+            "192.0.2.1",
+            "\\u001b[2J:1",
+        ] {
+            let json = good.replace("192.0.2.1:51820", bad);
+            assert_ne!(json, good);
+            assert!(serde_json::from_str::<JoinAnswer>(&json).is_err(), "{json}");
         }
     }
 

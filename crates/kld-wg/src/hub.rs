@@ -11,22 +11,24 @@
 //! it is folded into a new snapshot; records the snapshot already holds
 //! (a crash between the two steps) are skipped by their number.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::borrow::Cow;
+use std::net::{IpAddr, TcpListener};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
+use kld_fs::lock::{Lock, LockError};
 use zeroize::Zeroizing;
 
 use crate::conf::{Config, Interface, Peer};
 use crate::device::{self, Iface};
+use crate::endpoint::{Endpoint, Host};
 use crate::enrol::{self, Allocation, JoinAnswer, JoinRequest};
-use crate::file::{self, write_atomic, DirLock};
+use crate::file;
 use crate::journal::{Contents, Journal};
 use crate::key::{PrivateKey, PublicKey};
 use crate::net::Cidr;
+use crate::server;
 use crate::token::{hex, unhex, Token, WindowId};
 
 /// Where hubs keep their state unless told otherwise.
@@ -61,6 +63,9 @@ pub enum HubError {
     /// No such peer.
     #[error("no peer {0} on this hub")]
     NoPeer(String),
+    /// Another command holds the interface's lock (with `Hub::try_lock`).
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// The state or configuration could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -128,9 +133,9 @@ pub struct HubState {
     /// The address range (the hub has its first address).
     pub network: Cidr,
     /// The WireGuard endpoint spokes use (`host:port`).
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Where joins are answered (`host:port`, also put in tokens).
-    pub enrol: String,
+    pub enrol: Endpoint,
     /// The wg-quick file of the interface.
     pub config: PathBuf,
     /// Windows, open or spent.
@@ -282,11 +287,11 @@ pub struct HubInit {
     /// room for the hub and one spoke).
     pub network: Cidr,
     /// The host (name or address) spokes reach the hub at.
-    pub endpoint_host: String,
+    pub endpoint_host: Host,
     /// The WireGuard port.
     pub listen_port: u16,
     /// Where joins are answered (`host:port`).
-    pub enrol: String,
+    pub enrol: Endpoint,
     /// The wg-quick file to create.
     pub config: PathBuf,
 }
@@ -298,12 +303,52 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HubError + '_ {
     }
 }
 
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
+/// The longest spoke name a hub accepts.
+pub const MAX_SPOKE_NAME: usize = 64;
+
+/// Checks a spoke's name: 1 to [`MAX_SPOKE_NAME`] characters, letters,
+/// digits, `.`, `_` and `-`, not starting with `-` or `.` (a host name
+/// fits; a terminal escape, a tab or a newline does not).
+pub fn check_spoke_name(name: &str) -> Result<(), String> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if name.is_empty() || name.len() > MAX_SPOKE_NAME {
+        return Err(format!(
+            "a spoke name has 1 to {MAX_SPOKE_NAME} characters, not {}",
+            name.len()
+        ));
     }
+    if !name.bytes().all(ok_char) || name.starts_with(['-', '.']) {
+        return Err(format!(
+            "the spoke name {} may hold only letters, digits, '.', '_' and '-' \
+             (and cannot start with '-' or '.')",
+            printable(name)
+        ));
+    }
+    Ok(())
+}
+
+/// `text` with every control or other non-printing character escaped
+/// (`\e`, `\n`, `\t`, `\u{..}`) and backslashes doubled, for output
+/// that a name must not be able to forge or recolour.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let plain = |c: char| !c.is_control() && c != '\\' && !is_invisible(c);
+    if text.chars().all(plain) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\u{1b}' => out.push_str("\\e"),
+            c if plain(c) => out.push(c),
+            c => out.extend(c.escape_default()),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Characters that print as nothing or reorder the text around them.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// A hub: the state directory of one interface.
@@ -318,6 +363,8 @@ pub struct Hub {
     iface: Iface,
     dir: PathBuf,
     kept: Arc<Mutex<Option<Current>>>,
+    purpose: String,
+    waiting: fn(&str),
 }
 
 impl Hub {
@@ -327,7 +374,18 @@ impl Hub {
             iface: iface.clone(),
             dir: state_dir.join(iface.as_str()),
             kept: Arc::default(),
+            purpose: format!("kwg on {iface}"),
+            waiting: |_| {},
         }
+    }
+
+    /// The same hub, whose lock names `purpose` to any command kept
+    /// waiting for it (`kwg revoke wg0`), and which calls `waiting` with
+    /// the holder when it must itself wait for another command.
+    pub fn with_purpose(mut self, purpose: &str, waiting: fn(&str)) -> Hub {
+        self.purpose = purpose.to_owned();
+        self.waiting = waiting;
+        self
     }
 
     /// The interface.
@@ -494,7 +552,7 @@ impl Hub {
     fn snapshot(&self, state: &HubState) -> Result<u64, HubError> {
         let path = self.state_path();
         let text = serde_json::to_string(state).expect("state serialises");
-        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+        kld_fs::replace(&path, text.as_bytes(), 0o600).map_err(io(&path))?;
         let journal = self.journal();
         journal.clear().map_err(io(journal.path()))?;
         Ok(text.len() as u64)
@@ -511,8 +569,8 @@ impl Hub {
         Ok(loaded.state)
     }
 
-    fn lock(&self) -> Result<DirLock, HubError> {
-        DirLock::take(&self.dir).map_err(io(&self.dir))
+    fn lock(&self) -> Result<Lock, HubError> {
+        lock_dir(&self.dir, &self.purpose, self.waiting)
     }
 
     /// The configuration `init` would write (with a new key) and the state.
@@ -530,9 +588,11 @@ impl Hub {
         if self.state_path().exists() {
             return Err(HubError::Exists(self.state_path().display().to_string()));
         }
+        let endpoint = Endpoint::new(init.endpoint_host.clone(), init.listen_port)
+            .map_err(|e| HubError::Invalid(e.to_string()))?;
         let state = HubState {
             network,
-            endpoint: host_port(&init.endpoint_host, init.listen_port),
+            endpoint,
             enrol: init.enrol.clone(),
             config: init.config.clone(),
             windows: Vec::new(),
@@ -555,7 +615,7 @@ impl Hub {
             post_up: vec![format!("echo 1 > {forwarding}")],
             ..Interface::default()
         };
-        Ok((Config::new(&interface, &[]), state))
+        Ok((Config::new(&interface, &[])?, state))
     }
 
     /// Initialises the hub: a new key in a new wg-quick file (0600) and the
@@ -570,12 +630,8 @@ impl Hub {
                 .create(dir)
                 .map_err(io(dir))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&init.config);
-        drop(file.map_err(io(&init.config))?);
+        // Claims the name (refused if it exists), 0600 from the start.
+        drop(kld_fs::secret::create(&init.config).map_err(io(&init.config))?);
         if let Err(e) = config.write(&init.config).map_err(io(&init.config)) {
             let _ = std::fs::remove_file(&init.config);
             return Err(e);
@@ -650,6 +706,9 @@ impl Hub {
         };
         let (loaded, config) = (&mut c.loaded, &mut c.config);
         let state = &loaded.state;
+        if let Err(why) = check_spoke_name(&req.name) {
+            return refuse(&why);
+        }
         let key = self.hub_key(state, config)?;
         if req.hub != key.public_key() {
             return refuse("the token names another hub");
@@ -676,18 +735,39 @@ impl Hub {
         if w.nonces.contains(&req.nonce) {
             return refuse("this request was seen before (replayed)");
         }
+        if req.time.abs_diff(now) > enrol::MAX_SKEW_SECS {
+            return refuse("the request's clock is too far from the hub's");
+        }
+        if let Some(s) = state.spokes.iter().find(|s| s.public_key == req.spoke) {
+            // A spoke asking again with the key it joined with (its first
+            // answer was lost: killed, or the network failed): the same
+            // address again. It proved it holds the token's secret and the
+            // key; nothing is allocated or spent.
+            let allocation = Allocation {
+                address: Cidr {
+                    addr: s.address,
+                    prefix: state.network.prefix,
+                },
+                network: state.network,
+                endpoint: state.endpoint.clone(),
+            };
+            return Ok(enrol::accept(&session, req, allocation));
+        }
         if now >= w.expires {
             return refuse("the enrolment window has expired");
         }
         if w.joins_left == 0 {
             return refuse("the enrolment window has no joins left");
         }
-        if req.time.abs_diff(now) > enrol::MAX_SKEW_SECS {
-            return refuse("the request's clock is too far from the hub's");
+        let path = state.config.clone();
+        if config.peer(&req.spoke).is_some() {
+            // In the file but not in the state: a join the hub was killed
+            // in the middle of (the file was appended, the record not
+            // written). The spoke proved it holds the key: start again.
+            config.remove_peer(&req.spoke);
+            config.write(&path).map_err(io(&path))?;
         }
-        if state.spokes.iter().any(|s| s.public_key == req.spoke) {
-            return refuse("this key has joined already");
-        }
+        let state = &loaded.state;
         let address = state.free_address(config)?;
         let allocation = Allocation {
             address: Cidr {
@@ -704,11 +784,11 @@ impl Hub {
         // File (appended), then live device, then state (the journal
         // record commits the join); undo the earlier ones if a later one
         // fails.
-        let path = state.config.clone();
         let file_len = config.append_peer(&path, &peer)?;
         let live = self.iface.backend().is_some();
         if live {
             if let Err(e) = device::add_peer(&self.iface, &peer) {
+                // Undo the append so the file does not name a peer the state lacks.
                 let _ = file::truncate(&path, file_len);
                 return Err(e.into());
             }
@@ -763,64 +843,81 @@ impl Hub {
         Ok(spoke)
     }
 
-    /// Answers joins on `listener` until it fails; each connection is
-    /// served on a thread of its own (the lock orders them). `log` is told
-    /// each outcome (never a secret).
+    /// Answers joins on `listener` with [`server::Limits::for_this_process`]
+    /// (see [`crate::server`]): never a thread per connection, one
+    /// deadline per exchange, a size cap per request, and accept errors
+    /// (out of file descriptors) waited out rather than fatal. `log` is
+    /// told each outcome (never a secret; names escaped).
     pub fn serve(&self, listener: TcpListener, log: &(dyn Fn(&str) + Sync)) -> std::io::Result<()> {
-        std::thread::scope(|s| loop {
-            let (stream, peer) = listener.accept()?;
-            s.spawn(move || {
-                let outcome = self.serve_one(stream);
-                log(&format!("{peer}: {outcome}"));
-            });
-        })
+        self.serve_with(listener, server::Limits::for_this_process(), log)
     }
 
-    fn serve_one(&self, stream: TcpStream) -> String {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut writer = match stream.try_clone() {
-            Ok(w) => w,
-            Err(e) => return format!("error: {e}"),
-        };
-        let mut line = String::new();
-        if let Err(e) = BufReader::new(stream.take(enrol::MAX_MESSAGE)).read_line(&mut line) {
-            return format!("error reading the request: {e}");
-        }
-        let (answer, outcome) = match serde_json::from_str::<JoinRequest>(&line) {
+    /// [`Hub::serve`] with other limits.
+    pub fn serve_with(
+        &self,
+        listener: TcpListener,
+        limits: server::Limits,
+        log: &(dyn Fn(&str) + Sync),
+    ) -> std::io::Result<()> {
+        server::serve(listener, limits, &|line| self.answer_line(line), log)
+    }
+
+    /// The answer to one request line, and what the log says of it.
+    pub fn answer_line(&self, line: &[u8]) -> (JoinAnswer, String) {
+        match serde_json::from_slice::<JoinRequest>(line) {
             Err(e) => (
                 JoinAnswer::Refused {
                     reason: format!("not a join request: {e}"),
                 },
                 "refused: malformed request".to_owned(),
             ),
-            Ok(req) => match self.handle(&req, crate::now()) {
-                Ok(a @ JoinAnswer::Accepted { .. }) => {
-                    let JoinAnswer::Accepted { allocation, .. } = &a else {
-                        unreachable!()
-                    };
-                    let o = format!(
-                        "joined {} ({}) as {}",
-                        req.spoke, req.name, allocation.address
-                    );
-                    (a, o)
+            Ok(req) => {
+                let name = printable(&req.name).into_owned();
+                match self.handle(&req, crate::now()) {
+                    Ok(a @ JoinAnswer::Accepted { .. }) => {
+                        let JoinAnswer::Accepted { allocation, .. } = &a else {
+                            unreachable!()
+                        };
+                        let o = format!("joined {} ({name}) as {}", req.spoke, allocation.address);
+                        (a, o)
+                    }
+                    Ok(JoinAnswer::Refused { reason }) => {
+                        let o = format!("refused {} ({name}): {}", req.spoke, printable(&reason));
+                        (JoinAnswer::Refused { reason }, o)
+                    }
+                    Err(e) => (
+                        JoinAnswer::Refused {
+                            reason: "the hub failed; see its log".into(),
+                        },
+                        format!("error for {}: {e}", req.spoke),
+                    ),
                 }
-                Ok(JoinAnswer::Refused { reason }) => {
-                    let o = format!("refused {}: {reason}", req.spoke);
-                    (JoinAnswer::Refused { reason }, o)
-                }
-                Err(e) => (
-                    JoinAnswer::Refused {
-                        reason: "the hub failed; see its log".into(),
-                    },
-                    format!("error for {}: {e}", req.spoke),
-                ),
-            },
-        };
-        let mut text = serde_json::to_string(&answer).expect("answers serialise");
-        text.push('\n');
-        let _ = writer.write_all(text.as_bytes());
-        outcome
+            }
+        }
     }
+}
+
+/// Takes the lock of an interface's state directory `dir` (made `0700` if
+/// missing), waiting for another command that holds it; `waiting` is told
+/// who that is (`pid 812 (kwg revoke wg0)`) before the wait.
+pub fn lock_dir(dir: &Path, purpose: &str, waiting: impl FnOnce(&str)) -> Result<Lock, HubError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    Ok(Lock::acquire(&dir.join("lock"), purpose, waiting)?)
+}
+
+/// The lock every command that changes interface `iface` (its wg-quick
+/// file, its live device, its hub state) takes: `STATE_DIR/IFACE/lock`.
+pub fn lock_iface(
+    state_dir: &Path,
+    iface: &Iface,
+    purpose: &str,
+    waiting: impl FnOnce(&str),
+) -> Result<Lock, HubError> {
+    lock_dir(&state_dir.join(iface.as_str()), purpose, waiting)
 }
 
 #[cfg(test)]
@@ -830,8 +927,8 @@ mod tests {
     fn state(network: &str, spokes: &[&str]) -> HubState {
         HubState {
             network: network.parse().unwrap(),
-            endpoint: "h:1".into(),
-            enrol: "h:2".into(),
+            endpoint: "h:1".parse().unwrap(),
+            enrol: "h:2".parse().unwrap(),
             config: "/nonexistent".into(),
             windows: vec![],
             spokes: spokes
@@ -848,7 +945,7 @@ mod tests {
     }
 
     fn empty() -> Config {
-        Config::new(&Interface::default(), &[])
+        Config::new(&Interface::default(), &[]).unwrap()
     }
 
     #[test]
@@ -914,9 +1011,9 @@ mod tests {
         let hub = Hub::new(&dir.path().join("state"), &iface);
         hub.init(&HubInit {
             network: "10.77.0.0/16".parse().unwrap(),
-            endpoint_host: "192.0.2.1".into(),
+            endpoint_host: "192.0.2.1".parse().unwrap(),
             listen_port: 51820,
-            enrol: "192.0.2.1:51821".into(),
+            enrol: "192.0.2.1:51821".parse().unwrap(),
             config: dir.path().join("etc/kwgunit0.conf"),
         })
         .unwrap();

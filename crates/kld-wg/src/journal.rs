@@ -134,6 +134,7 @@ impl Journal {
         f.seek(std::io::SeekFrom::Start(valid_len))?;
         f.write_all(&line)?;
         f.sync_data()?;
+        kld_fs::fault::step(|| format!("append a record to {}", self.path.display()));
         Ok(valid_len + line.len() as u64)
     }
 
@@ -143,7 +144,9 @@ impl Journal {
         match std::fs::OpenOptions::new().write(true).open(&self.path) {
             Ok(f) => {
                 f.set_len(0)?;
-                f.sync_all()
+                f.sync_all()?;
+                kld_fs::fault::step(|| format!("empty {}", self.path.display()));
+                Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),

@@ -50,7 +50,7 @@ fn decode(text: &str) -> Result<[u8; 32], KeyError> {
     let out: Result<[u8; 32], _> = bytes.as_slice().try_into();
     bytes.zeroize();
     let out = out.map_err(|_| KeyError::Invalid)?;
-    if STANDARD.encode(out) != text {
+    if *zeroize::Zeroizing::new(STANDARD.encode(out)) != text {
         // Non-canonical trailing bits: wg refuses them too.
         return Err(KeyError::Invalid);
     }
@@ -120,10 +120,8 @@ impl PrivateKey {
 
     /// Reads a key file, refusing one that group or others may read.
     pub fn read_file(path: &Path) -> Result<PrivateKey, KeyError> {
-        let mut text = read_secret_file(path)?;
-        let key = PrivateKey::from_base64(&text);
-        text.zeroize();
-        key
+        let text = read_secret_file(path)?;
+        PrivateKey::from_base64(&text)
     }
 
     /// Writes the key to a new file created `0600` (it must not exist).
@@ -231,8 +229,14 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// Reads a file holding a secret, refusing one group or others may read.
-pub(crate) fn read_secret_file(path: &Path) -> Result<String, KeyError> {
+/// Reads a file holding a secret, refusing one group or others may read;
+/// the text is wiped when dropped.
+pub fn read_secret(path: &Path) -> Result<zeroize::Zeroizing<String>, KeyError> {
+    read_secret_file(path)
+}
+
+/// Reads a file holding a secret (see [`read_secret`]).
+pub(crate) fn read_secret_file(path: &Path) -> Result<zeroize::Zeroizing<String>, KeyError> {
     let meta = std::fs::metadata(path).map_err(io_error(path))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
@@ -241,7 +245,19 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<String, KeyError> {
             mode,
         });
     }
-    std::fs::read_to_string(path).map_err(io_error(path))
+    // Read into a buffer sized once: a growing String would leave copies
+    // of the secret behind in freed memory.
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
+    file.read_to_end(&mut bytes).map_err(io_error(path))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+    })?;
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(text.len()));
+    out.push_str(text);
+    Ok(out)
 }
 
 /// Writes `bytes` to a new file that is `0600` from its creation.

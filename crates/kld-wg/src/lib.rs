@@ -23,7 +23,7 @@
 //!     private_key: Some(hub),
 //!     ..Interface::default()
 //! };
-//! let mut config = Config::new(&interface, &[]);
+//! let mut config = Config::new(&interface, &[])?;
 //! config.add_peer(&Peer {
 //!     allowed_ips: vec!["10.250.0.2/32".parse()?],
 //!     ..Peer::new(spoke.public_key())
@@ -37,6 +37,7 @@
 
 pub mod conf;
 pub mod device;
+pub mod endpoint;
 pub mod enrol;
 pub mod file;
 pub mod hub;
@@ -44,6 +45,7 @@ pub mod journal;
 pub mod key;
 pub mod link;
 pub mod net;
+pub mod server;
 pub mod token;
 mod uapi;
 

@@ -6,12 +6,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
+use crate::endpoint::Endpoint;
 use crate::key::PublicKey;
 
 /// The token's prefix (its format version).
 pub const PREFIX: &str = "kldwg1:";
+
+/// The longest token text (its encoded body) [`Token::decode`] reads.
+pub const MAX_TOKEN: usize = 1024;
 
 /// Why a token did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +29,7 @@ pub type WindowId = String;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     /// Where the hub answers joins (`host:port`).
-    pub enrol: String,
+    pub enrol: Endpoint,
     /// The hub's WireGuard public key: the spoke accepts only a hub that
     /// proves it holds the matching private key.
     pub hub_key: PublicKey,
@@ -55,7 +59,7 @@ pub fn join_key(secret: &[u8; 32]) -> Zeroizing<[u8; 32]> {
 
 impl Token {
     /// A token for a new window with a fresh random id and secret.
-    pub fn generate(enrol: String, hub_key: PublicKey) -> Token {
+    pub fn generate(enrol: Endpoint, hub_key: PublicKey) -> Token {
         let mut id = [0u8; 8];
         getrandom::getrandom(&mut id).expect("the kernel's random number generator");
         let mut secret = Zeroizing::new([0u8; 32]);
@@ -89,20 +93,35 @@ impl Token {
         }
     }
 
-    /// The one-line form (a secret: it lets a host join).
-    pub fn encode(&self) -> String {
-        let mut bytes = Zeroizing::new(Vec::with_capacity(72 + self.enrol.len()));
+    /// The one-line form (a secret: it lets a host join), in a buffer
+    /// wiped when dropped.
+    pub fn encode(&self) -> Zeroizing<String> {
+        let enrol = self.enrol.to_string();
+        let mut bytes = Zeroizing::new(Vec::with_capacity(72 + enrol.len()));
         bytes.extend_from_slice(self.hub_key.as_bytes());
         bytes.extend_from_slice(&unhex(&self.window).expect("ids are hex"));
         bytes.extend_from_slice(&self.secret[..]);
-        bytes.extend_from_slice(self.enrol.as_bytes());
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&bytes[..]))
+        bytes.extend_from_slice(enrol.as_bytes());
+        // Sized once: a growing String would leave copies in freed memory.
+        let mut text = Zeroizing::new(String::with_capacity(
+            PREFIX.len() + bytes.len() * 4 / 3 + 4,
+        ));
+        text.push_str(PREFIX);
+        URL_SAFE_NO_PAD.encode_string(&bytes[..], &mut text);
+        text
     }
 
     /// Parses the one-line form.
     pub fn decode(text: &str) -> Result<Token, TokenError> {
         let body = text.trim().strip_prefix(PREFIX).ok_or(TokenError)?;
-        let mut bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| TokenError)?;
+        if body.len() > MAX_TOKEN {
+            return Err(TokenError);
+        }
+        let mut bytes = Zeroizing::new(vec![0u8; body.len()]);
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(body, &mut bytes[..])
+            .map_err(|_| TokenError)?;
+        bytes.truncate(n);
         let result = (|| {
             if bytes.len() < 72 + 3 {
                 return Err(TokenError);
@@ -112,21 +131,14 @@ impl Token {
             let mut secret = Zeroizing::new([0u8; 32]);
             secret.copy_from_slice(&bytes[40..72]);
             let enrol = std::str::from_utf8(&bytes[72..]).map_err(|_| TokenError)?;
-            let valid = enrol
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
-                && !enrol.chars().any(|c| c.is_whitespace() || c.is_control());
-            if !valid {
-                return Err(TokenError);
-            }
+            let enrol = Endpoint::parse(enrol).map_err(|_| TokenError)?;
             Ok(Token {
-                enrol: enrol.to_owned(),
+                enrol,
                 hub_key,
                 window,
                 secret,
             })
         })();
-        bytes.zeroize();
         result
     }
 }
@@ -154,7 +166,10 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let t = Token::generate("192.0.2.1:51821".into(), PublicKey::from_bytes([7; 32]));
+        let t = Token::generate(
+            "192.0.2.1:51821".parse().unwrap(),
+            PublicKey::from_bytes([7; 32]),
+        );
         let shown = format!("{t:?}");
         assert!(shown.contains("redacted"));
         assert!(!shown.contains(&hex(&t.secret[..])));
@@ -163,8 +178,8 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(key in proptest::array::uniform32(any::<u8>()),
-                       host in "[a-z0-9.]{1,30}|\\[[0-9a-f:]{2,20}\\]", port in 1u16..) {
-            let t = Token::generate(format!("{host}:{port}"), PublicKey::from_bytes(key));
+                       host in "[a-z]{1,10}(\\.[a-z0-9]{0,9}[a-z]){0,2}|\\[(fd00|2001:db8)::[0-9a-f]{1,4}\\]|10\\.[1-9][0-9]?\\.0\\.1", port in 1u16..) {
+            let t = Token::generate(format!("{host}:{port}").parse().unwrap(), PublicKey::from_bytes(key));
             prop_assert_eq!(Token::decode(&t.encode()).unwrap(), t);
         }
 

@@ -205,9 +205,11 @@ impl Bench<'_> {
     /// afterwards, untimed, for the next one; the hub keeps the peer).
     fn join(&self, token: &str) -> Result<f64> {
         let conf: PathBuf = self.dir.join("spoke/etc").join(format!("{SPOKE}.conf"));
-        let cmd = self.kwg("spoke").args([
-            "join", "--no-up", "--iface", SPOKE, "--name", "bench", token,
-        ]);
+        // The token on standard input: never in argv.
+        let cmd = self
+            .kwg("spoke")
+            .args(["join", "--no-up", "--iface", SPOKE, "--name", "bench"])
+            .stdin_bytes(token.to_owned());
         let started = Instant::now();
         let out = self.spoke.run(|| cmd.run())?.stdout_str();
         let took = started.elapsed().as_secs_f64();

@@ -16,12 +16,12 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "Let three workers join in the next 15 minutes (prints the token):",
-        &["kwg enrol open wg0 --joins 3 --for 15m > token"],
+        "Let three workers join in the next 15 minutes (the token is a secret):",
+        &["(umask 077; kwg enrol open wg0 --joins 3 --for 15m > token)"],
     ),
     (
-        "On each worker (its private key never leaves it):",
-        &["kwg join --iface wg0 - < token"],
+        "On each worker (its key never leaves it; the token never in argv):",
+        &["kwg join --iface wg0 --token-file token"],
     ),
     (
         "Who is up, and cut one worker off:",
@@ -87,8 +87,9 @@ pub enum Command {
     /// Enrolment windows of a hub.
     #[command(subcommand)]
     Enrol(EnrolCommand),
-    /// Join a hub with a token from `kwg enrol open` (`-` reads it from
-    /// stdin, which keeps it out of the process list).
+    /// Join a hub with a token from `kwg enrol open`, read from
+    /// --token-file or standard input (never an argument: the process list
+    /// would show it).
     Join(Join),
     /// Revoke a spoke of a hub (by public key or address).
     Revoke(Revoke),
@@ -199,6 +200,10 @@ pub struct HubServe {
     /// Listen here instead of the hub's enrolment address (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
+    /// Connections open at once; at the cap the oldest is closed for a new
+    /// one (default: the open-file limit less 64, at most 4096).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 }
 
 /// The arguments of `kwg hub spokes`.
@@ -275,8 +280,13 @@ pub struct Join {
     /// The name the hub lists this host under (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
-    /// The token, or `-` to read it from stdin.
-    pub token: String,
+    /// The file holding the token (`-`: standard input, the default).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// `-` (standard input). A token itself is refused here: every local
+    /// user can read a process's arguments.
+    #[arg(value_name = "-", hide = true)]
+    pub token: Option<String>,
 }
 
 /// The arguments of `kwg revoke`.

@@ -11,15 +11,17 @@ use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, Table};
 use kld_wg::conf::{Config, Interface, Peer};
 use kld_wg::device::{self, DeviceError, Iface};
-use kld_wg::hub::{Hub, HubInit as Init, DEFAULT_ENROL_PORT};
+use kld_wg::endpoint::{Endpoint, Host};
+use kld_wg::hub::{printable, Hub, HubInit as Init, DEFAULT_ENROL_PORT};
 use kld_wg::key::{PresharedKey, PrivateKey};
 use kld_wg::net::Cidr;
 use kld_wg::token::Token;
+use zeroize::Zeroizing;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     run("kwg", || match &cli.command {
-        Command::Genkey => print_line(&PrivateKey::generate().to_base64()),
+        Command::Genkey => genkey(),
         Command::Pubkey => pubkey(),
         Command::Genpsk => print_line(&PresharedKey::generate().to_base64()),
         Command::Up(a) => up(&cli, a),
@@ -46,6 +48,14 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 fn print_line(s: &str) -> Result<ExitCode, Failure> {
     let mut out = std::io::stdout();
     writeln!(out, "{s}").map_err(|e| fail(format!("cannot write: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn genkey() -> Result<ExitCode, Failure> {
+    let mut line = Zeroizing::new(String::with_capacity(46));
+    line.push_str(&Zeroizing::new(PrivateKey::generate().to_base64()));
+    line.push('\n');
+    write_secret_stdout(line.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,19 +204,28 @@ fn peer_add(cli: &Cli, a: &PeerAdd) -> Result<ExitCode, Failure> {
     {
         allowed_ips.push(c.parse::<Cidr>().map_err(Failure::usage)?);
     }
+    let endpoint = a
+        .endpoint
+        .as_deref()
+        .map(Endpoint::parse)
+        .transpose()
+        .map_err(|e| Failure::usage(format!("--endpoint: {e}")))?;
     let peer = Peer {
         allowed_ips,
-        endpoint: a.endpoint.clone(),
+        endpoint,
         persistent_keepalive: a.persistent_keepalive,
         ..Peer::new(key)
     };
+    // Validates the peer as the file would, before anything is read or locked.
+    let mut probe = Config::new(&Interface::default(), &[]).map_err(fail)?;
+    probe.add_peer(&peer).map_err(Failure::usage)?;
     let path = conf_path(cli, &iface);
+    let _lock = (!a.dry_run)
+        .then(|| lock(cli, &iface, &format!("kwg peer add {iface}")))
+        .transpose()?;
     let config = read_conf(cli, &iface)?;
     let mut edited = config.clone();
     edited.remove_peer(&key);
-    // Validates the peer as the file would (the endpoint, for one).
-    let mut probe = Config::new(&Interface::default(), &[]);
-    probe.add_peer(&peer).map_err(Failure::usage)?;
     edited.add_peer(&peer).map_err(Failure::usage)?;
     if a.dry_run {
         println!(
@@ -245,6 +264,9 @@ fn peer_remove(cli: &Cli, a: &PeerRemove) -> Result<ExitCode, Failure> {
         .parse()
         .map_err(|e| Failure::usage(format!("{}: {e}", a.public_key)))?;
     let path = conf_path(cli, &iface);
+    let _lock = (!a.dry_run)
+        .then(|| lock(cli, &iface, &format!("kwg peer remove {iface}")))
+        .transpose()?;
     let mut config = read_conf(cli, &iface)?;
     if !config.remove_peer(&key) {
         return Err(fail(format!("{} has no peer {key}", path.display())));
@@ -267,8 +289,26 @@ fn peer_remove(cli: &Cli, a: &PeerRemove) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Tells a person why nothing happens yet.
+fn waiting(holder: &str) {
+    eprintln!("kwg: waiting for the interface's lock, held by {holder}");
+}
+
+/// The lock of an interface (shared with its hub): every command that
+/// changes its file, live device or hub state holds it.
+fn lock(cli: &Cli, iface: &Iface, purpose: &str) -> Result<kld_fs::lock::Lock, Failure> {
+    kld_wg::hub::lock_iface(&cli.state_dir, iface, purpose, waiting).map_err(hub_failure)
+}
+
 fn hub(cli: &Cli, name: &str) -> Result<Hub, Failure> {
-    Ok(Hub::new(&cli.state_dir, &iface(name)?))
+    let iface = iface(name)?;
+    let purpose = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Hub::new(&cli.state_dir, &iface).with_purpose(&format!("kwg {purpose}"), waiting))
 }
 
 fn hub_failure(e: kld_wg::hub::HubError) -> Failure {
@@ -278,6 +318,7 @@ fn hub_failure(e: kld_wg::hub::HubError) -> Failure {
         E::NoWindow(_) => Some("`kwg enrol list IFACE` lists the windows"),
         E::NoPeer(_) => Some("`kwg hub spokes IFACE` lists the spokes"),
         E::Full(_) => Some("revoke spokes that are gone, or use a larger range"),
+        E::Locked(_) => Some("wait for it to finish, or end it"),
         _ => None,
     };
     let usage = matches!(e, E::Invalid(_));
@@ -291,16 +332,14 @@ fn hub_failure(e: kld_wg::hub::HubError) -> Failure {
 fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
     let hub = hub(cli, &a.iface)?;
     let network: Cidr = a.network.parse().map_err(Failure::usage)?;
-    let enrol = a.enrol.clone().unwrap_or_else(|| {
-        if a.endpoint.contains(':') {
-            format!("[{}]:{DEFAULT_ENROL_PORT}", a.endpoint)
-        } else {
-            format!("{}:{DEFAULT_ENROL_PORT}", a.endpoint)
-        }
-    });
+    let host = Host::parse(&a.endpoint).map_err(|e| Failure::usage(format!("--endpoint: {e}")))?;
+    let enrol = match &a.enrol {
+        Some(e) => Endpoint::parse(e).map_err(|e| Failure::usage(format!("--enrol: {e}")))?,
+        None => Endpoint::new(host.clone(), DEFAULT_ENROL_PORT).map_err(Failure::usage)?,
+    };
     let init = Init {
         network,
-        endpoint_host: a.endpoint.clone(),
+        endpoint_host: host,
         listen_port: a.listen_port,
         enrol,
         config: conf_path(cli, hub.iface()),
@@ -317,8 +356,8 @@ fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
             .as_ref()
             .map(PrivateKey::to_base64);
         let text = config.render();
-        let text = key.map_or(text.clone(), |k| text.replace(&k, "(new key)"));
-        print!("{text}");
+        let shown = Zeroizing::new(key.map_or(text.to_string(), |k| text.replace(&k, "(new key)")));
+        print!("{}", shown.as_str());
         println!(
             "hub {} of {}; spokes reach it at {}, join at {}",
             state.hub_address(),
@@ -352,14 +391,28 @@ fn hub_init(cli: &Cli, a: &HubInit) -> Result<ExitCode, Failure> {
 
 fn hub_serve(cli: &Cli, a: &HubServe) -> Result<ExitCode, Failure> {
     let hub = hub(cli, &a.iface)?;
+    let addr = match &a.listen {
+        Some(l) => Endpoint::parse(l).map_err(|e| Failure::usage(format!("--listen: {e}")))?,
+        None => hub.state().map_err(hub_failure)?.enrol,
+    };
+    // Many slow clients must cost file descriptors, not joins.
+    let fds = kld_wg::server::raise_fd_limit();
     // Start from a compact state: the journal folded into the snapshot.
-    let state = hub.compact().map_err(hub_failure)?;
-    let addr = a.listen.clone().unwrap_or(state.enrol);
-    let listener = std::net::TcpListener::bind(&addr)
+    hub.compact().map_err(hub_failure)?;
+    let listener = std::net::TcpListener::bind(addr.to_string())
         .map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
-    eprintln!("kwg: answering joins for {} on {addr}", hub.iface());
+    let mut limits = kld_wg::server::Limits::for_this_process();
+    if let Some(n) = a.max_connections {
+        limits.max_connections = n as usize;
+    }
+    eprintln!(
+        "kwg: answering joins for {} on {addr} (at most {} connections, {} s each; {fds} files)",
+        hub.iface(),
+        limits.max_connections,
+        limits.deadline.as_secs()
+    );
     let log = |line: &str| eprintln!("kwg: {line}");
-    hub.serve(listener, &log)
+    hub.serve_with(listener, limits, &log)
         .map_err(|e| fail(format!("stopped answering joins on {addr}: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -378,7 +431,8 @@ fn hub_spokes(cli: &Cli, a: &HubSpokes) -> Result<ExitCode, Failure> {
     );
     for s in &state.spokes {
         table.push(vec![
-            Cell::text(&s.name),
+            // Checked at enrolment, escaped anyway (a state from before).
+            Cell::text(printable(&s.name)),
             Cell::text(s.address.to_string()),
             Cell::text(s.public_key.to_base64()),
             Cell::time(s.joined),
@@ -405,10 +459,31 @@ fn enrol_open(cli: &Cli, a: &EnrolOpen) -> Result<ExitCode, Failure> {
         .open_window(a.duration, a.joins, kld_wg::now())
         .map_err(hub_failure)?;
     eprintln!(
-        "kwg: window {} open for {} joins, {} s; on each spoke: kwg join TOKEN",
-        token.window, a.joins, a.duration
+        "kwg: window {} open for {} joins, {} s; the token is a secret: copy it to each \
+         spoke in a file only root can read (or a pipe), and there run \
+         `kwg join --iface {} --token-file FILE` (never the token itself as an argument)",
+        token.window,
+        a.joins,
+        a.duration,
+        hub.iface()
     );
-    print_line(&token.encode())
+    let mut line = token.encode();
+    line.push('\n');
+    write_secret_stdout(line.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to standard output without the standard library's
+/// buffer (which would keep a copy of a secret).
+fn write_secret_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| fail(format!("cannot write: {e}")))?;
+    std::fs::File::from(fd)
+        .write_all(bytes)
+        .map_err(|e| fail(format!("cannot write: {e}")))
 }
 
 fn enrol_close(cli: &Cli, a: &EnrolClose) -> Result<ExitCode, Failure> {
@@ -461,25 +536,120 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
+/// The most bytes read for a token (it is about 130).
+const MAX_TOKEN_TEXT: u64 = 4096;
+
+/// Reads the token from `--token-file` (`-`: standard input), never from
+/// the command line: any local user can read a process's arguments.
+fn read_token(a: &Join) -> Result<Token, Failure> {
+    let source = match (&a.token, &a.token_file) {
+        (Some(t), _) if t != "-" => {
+            return Err(Failure::usage(
+                "a token on the command line can be read by every local user (in /proc or ps) \
+                 and spent: it is refused",
+            )
+            .hint(
+                "close that window (`kwg enrol close IFACE WINDOW` on the hub) and open another; \
+                 then `kwg join --token-file FILE`, or pipe the token on standard input",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage("give the token once: `-` or --token-file"))
+        }
+        (Some(_), None) | (None, None) => PathBuf::from("-"),
+        (None, Some(f)) => f.clone(),
+    };
+    let mut text = Zeroizing::new(Vec::with_capacity(MAX_TOKEN_TEXT as usize + 1));
+    let (what, read) = if source.as_os_str() == "-" {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            eprintln!("kwg: paste the token from `kwg enrol open`, then Enter and Ctrl-D");
+        }
+        let r = std::io::stdin()
+            .lock()
+            .take(MAX_TOKEN_TEXT + 1)
+            .read_to_end(&mut text);
+        ("standard input".to_owned(), r)
+    } else {
+        let r = std::fs::File::open(&source)
+            .and_then(|f| f.take(MAX_TOKEN_TEXT + 1).read_to_end(&mut text));
+        (source.display().to_string(), r)
+    };
+    read.map_err(|e| fail(format!("cannot read the token from {what}: {e}")))?;
+    if text.len() as u64 > MAX_TOKEN_TEXT {
+        return Err(Failure::usage(format!(
+            "{what}: longer than a token ({MAX_TOKEN_TEXT} bytes or more)"
+        )));
+    }
+    let line =
+        std::str::from_utf8(&text).map_err(|_| Failure::usage(format!("{what}: not a token")))?;
+    Token::decode(line).map_err(|e| Failure::usage(format!("{what}: {e}")))
+}
+
+/// The key a join uses, kept (0600) in STATE_DIR/IFACE/join.key until the
+/// file is written: a join killed after the hub answered asks again with
+/// the same key, and the hub gives the same address again.
+fn join_key(cli: &Cli, iface: &Iface, token: &Token) -> Result<PrivateKey, Failure> {
+    let path = cli.state_dir.join(iface.as_str()).join("join.key");
+    let tag = format!("hub {}\n", token.hub_key);
+    if let Ok(text) = kld_wg::key::read_secret(&path) {
+        if let Some(rest) = text.strip_prefix(tag.as_str()) {
+            if let Ok(key) = PrivateKey::from_base64(rest) {
+                return Ok(key);
+            }
+        }
+    }
+    let key = PrivateKey::generate();
+    let mut text = Zeroizing::new(String::with_capacity(tag.len() + 46));
+    text.push_str(&tag);
+    text.push_str(&Zeroizing::new(key.to_base64()));
+    text.push('\n');
+    kld_fs::secret::write(&path, text.as_bytes())
+        .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(key)
+}
+
 fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
     let iface = iface(&a.iface)?;
-    let text = if a.token == "-" {
-        let mut t = String::new();
-        std::io::stdin()
-            .read_to_string(&mut t)
-            .map_err(|e| fail(format!("cannot read the token from standard input: {e}")))?;
-        t
-    } else {
-        a.token.clone()
+    let token = read_token(a)?;
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => host_name(),
     };
-    let token = Token::decode(&text).map_err(Failure::usage)?;
+    kld_wg::hub::check_spoke_name(&name)
+        .map_err(|e| Failure::usage(e).hint("choose another with --name (a host name fits)"))?;
     let path = conf_path(cli, &iface);
+    let purpose = format!("kwg join --iface {iface}");
+    let held = (!a.dry_run)
+        .then(|| lock(cli, &iface, &purpose))
+        .transpose()?;
+    let pending = cli.state_dir.join(iface.as_str()).join("join.key");
+    if path.exists() && !a.dry_run && pending.exists() {
+        // A join killed after writing the file: the key it kept is the
+        // file's key. Finish it.
+        let config = read_conf(cli, &iface)?;
+        let key = join_key(cli, &iface, &token)?;
+        if config.interface().private_key.as_ref() == Some(&key) {
+            std::fs::remove_file(&pending)
+                .map_err(|e| fail(format!("{}: {e}", pending.display())))?;
+            kld_fs::fault::step(|| format!("remove {}", pending.display()));
+            println!("finishing the join that wrote {}", path.display());
+            if !a.no_up && !iface.exists() {
+                kld_wg::link::up(&iface, &config)
+                    .map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
+                println!("{iface} is up");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if path.exists() {
         return Err(fail(format!(
             "{} exists already: nothing was changed",
             path.display()
         ))
-        .hint("join with another --iface, or `kwg down` and remove the file first"));
+        .hint(format!(
+            "join with another --iface, or `kwg down {iface}` and remove the file first \
+             (if a join was cut short after writing it: `kwg down {iface}; kwg up {iface}`)"
+        )));
     }
     if a.dry_run {
         println!(
@@ -496,13 +666,26 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let key = PrivateKey::generate();
-    let name = a.name.clone().unwrap_or_else(host_name);
+    let key = join_key(cli, &iface, &token)?;
+    // Not held while the hub is asked: a hub of the same name on this host
+    // (same state directory) takes this lock to answer.
+    drop(held);
     let allocation = kld_wg::enrol::join(&token, &key, &name, kld_wg::now()).map_err(|e| {
-        fail(e)
-            .context("cannot join")
-            .hint("nothing was changed on this host")
+        // A definite answer (a refusal, or not the hub): nothing was
+        // allocated to this key, so it is not kept. Otherwise (the network
+        // failed, maybe after the hub allocated) it is, for a retry.
+        let definite = !matches!(e, kld_wg::enrol::JoinError::Network { .. });
+        if definite {
+            let _ = std::fs::remove_file(&pending);
+        }
+        let f = fail(e).context("cannot join");
+        if definite {
+            f.hint("nothing was changed on this host")
+        } else {
+            f.hint("nothing was changed on this host; run the same `kwg join` again to retry")
+        }
     })?;
+    kld_fs::fault::step(|| format!("the hub {} answered the join", token.hub_key));
     let interface = Interface {
         addresses: vec![allocation.address],
         private_key: Some(key),
@@ -514,7 +697,25 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
         persistent_keepalive: Some(25),
         ..Peer::new(token.hub_key)
     };
-    let config = Config::new(&interface, &[hub_peer]);
+    let config = Config::new(&interface, &[hub_peer]).map_err(|e| {
+        fail(format!(
+            "the hub's answer does not make a wg-quick file: {e}"
+        ))
+    })?;
+    let retry = format!(
+        "run the same `kwg join` again (it asks with the same key and gets the same address), \
+         or on the hub: `kwg revoke --iface IFACE {}`",
+        allocation.address.addr
+    );
+    let _lock = lock(cli, &iface, &purpose)?;
+    if path.exists() {
+        // Another `kwg join` of this interface (with the same kept key, so
+        // the same address) finished first.
+        return Err(fail(format!(
+            "{} was written by another kwg join meanwhile: nothing more was changed",
+            path.display()
+        )));
+    }
     std::fs::create_dir_all(&cli.config_dir)
         .and_then(|()| config.write(&path))
         .map_err(|e| {
@@ -523,11 +724,12 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
                 allocation.address,
                 path.display()
             ))
-            .hint(format!(
-                "on the hub: `kwg revoke {}`, then join again",
-                allocation.address.addr
-            ))
+            .hint(&retry)
         })?;
+    if let Err(e) = std::fs::remove_file(&pending) {
+        eprintln!("kwg: warning: cannot remove {}: {e}", pending.display());
+    }
+    kld_fs::fault::step(|| format!("remove {}", pending.display()));
     println!(
         "joined hub {} as {} ({})",
         token.hub_key,
@@ -535,8 +737,13 @@ fn join(cli: &Cli, a: &Join) -> Result<ExitCode, Failure> {
         path.display()
     );
     if !a.no_up {
-        kld_wg::link::up(&iface, &config)
-            .map_err(|e| fail(e).context(format!("cannot bring {iface} up")))?;
+        kld_wg::link::up(&iface, &config).map_err(|e| {
+            fail(e)
+                .context(format!("cannot bring {iface} up"))
+                .hint(format!(
+                    "the file is written: `kwg down {iface}; kwg up {iface}`"
+                ))
+        })?;
         println!("{iface} is up");
     }
     Ok(ExitCode::SUCCESS)
@@ -549,7 +756,9 @@ fn revoke(cli: &Cli, a: &Revoke) -> Result<ExitCode, Failure> {
         let s = hub.find(&state, &a.peer).map_err(hub_failure)?;
         println!(
             "would revoke {} ({}, {}) live and in the file",
-            s.public_key, s.address, s.name
+            s.public_key,
+            s.address,
+            printable(&s.name)
         );
         return Ok(ExitCode::SUCCESS);
     }
