@@ -82,7 +82,10 @@ pub fn prepare(sets: &[&str], say: &mut dyn FnMut(&str)) -> Result<PathBuf, VmEr
     if !inrelease.exists() {
         say(&format!("fetching {SUITE}'s InRelease from {UPSTREAM}"));
         let signed = fetcher
-            .get(&format!("{UPSTREAM}/dists/{SUITE}/InRelease"))
+            .get(
+                &format!("{UPSTREAM}/dists/{SUITE}/InRelease"),
+                kld_darksite::fetch::MAX_RELEASE,
+            )
             .map_err(err)?;
         sign::verify_inline(
             Path::new(kld_darksite::set::DEBIAN_KEYRING),
