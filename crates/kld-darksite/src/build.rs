@@ -161,10 +161,15 @@ pub fn plan(
         path: std::env::temp_dir(),
         source,
     })?;
-    let cache = if darksite.index_cache().is_dir() {
-        darksite.index_cache()
+    // The darksite's own cache is written to under its lock only.
+    let (cache, _locked) = if darksite.index_cache().is_dir() {
+        let locked = darksite.lock(
+            &format!("kdarksite build --dry-run {}", darksite.root().display()),
+            opts.waiting,
+        )?;
+        (darksite.index_cache(), Some(locked))
     } else {
-        tmp.path().to_owned()
+        (tmp.path().to_owned(), None)
     };
     let resolved = resolve_set(set, &opts.mirror, fetcher, &cache)?;
     if !resolved.resolution.is_complete() {

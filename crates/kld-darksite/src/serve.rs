@@ -32,8 +32,9 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// - a write that cannot progress for `write_idle`: the connection is
 ///   dropped.
 ///
-/// At most `connections` are open at once, each on a thread of its own with
-/// a small stack. When that many are open, the one that has waited
+/// At most `connections` are open at once (fewer if the limit on open
+/// files, raised to its hard limit, allows fewer), each on a thread of its
+/// own with a small stack. When that many are open, the one that has waited
 /// longest for its next request (a slow or idle client) is closed to make
 /// room; if every one is busy sending, the newcomer gets 503. A flood of
 /// slow clients thus costs at most `connections` small threads and buffers
@@ -117,7 +118,10 @@ impl Server {
     pub fn run(self) -> std::io::Result<()> {
         let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
         let dir = Arc::new(self.dir);
-        let limits = self.limits;
+        let mut limits = self.limits;
+        // Each connection takes two descriptors (its stream, and the handle
+        // that can close it to make room): as many as the process may open.
+        limits.connections = limits.connections.min(descriptor_budget() / 2).max(1);
         let next = AtomicU64::new(0);
         for stream in self.listener.incoming() {
             let Ok(mut stream) = stream else {
@@ -171,6 +175,24 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// How many descriptors connections may use: the soft limit on open files
+/// (raised to the hard limit first), less a margin for the rest.
+fn descriptor_budget() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            lim = raised;
+        }
+    }
+    let soft = lim.current.map_or(usize::MAX, |c| c as usize);
+    soft.saturating_sub(64)
 }
 
 /// A parsed request head.

@@ -6,7 +6,6 @@
 //! afterwards, and which the next run sweeps up (agent first) if a kill
 //! left it; no secret is ever an argument.
 
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,9 +231,7 @@ impl GpgHome {
     /// A new home; `agent` says whether gpg (which starts an agent) will
     /// use it, rather than gpgv alone.
     fn new(agent: bool) -> Result<GpgHome, SignError> {
-        if agent {
-            sweep();
-        }
+        sweep();
         let parent = {
             let mut held = PARENT.lock().unwrap_or_else(|p| p.into_inner());
             match held.upgrade() {
@@ -329,7 +326,8 @@ pub fn check_key(path: &Path) -> Result<(), SignError> {
 }
 
 /// Makes a new ed25519 signing key named `uid` and writes its secret part,
-/// armored, to `path` (created 0600, never overwritten).
+/// armored, to `path` (`0600` from its first byte, written atomically,
+/// never overwritten).
 pub fn generate_key(path: &Path, uid: &str) -> Result<String, SignError> {
     let home = GpgHome::new(true)?;
     let params = format!(
@@ -344,10 +342,15 @@ pub fn generate_key(path: &Path, uid: &str) -> Result<String, SignError> {
     if secret.is_empty() {
         return Err(SignError::NoSecretKey(path.to_owned()));
     }
-    let mut f = kld_fs::secret::create(path)
-        .map_err(io(format!("cannot create the key file {}", path.display())))?;
-    f.write_all(&secret)
-        .and_then(|()| f.sync_all())
+    // Written whole or not at all (a kill leaves no empty key behind); the
+    // darksite's lock keeps two runs from making one at once.
+    if path.exists() {
+        return Err(SignError::Io {
+            what: format!("the key file {} exists already", path.display()),
+            source: std::io::ErrorKind::AlreadyExists.into(),
+        });
+    }
+    kld_fs::secret::write(path, &secret)
         .map_err(io(format!("cannot write the key file {}", path.display())))?;
     fingerprint(&home)
 }
