@@ -82,7 +82,10 @@ pub fn prepare(sets: &[&str], say: &mut dyn FnMut(&str)) -> Result<PathBuf, VmEr
     if !inrelease.exists() {
         say(&format!("fetching {SUITE}'s InRelease from {UPSTREAM}"));
         let signed = fetcher
-            .get(&format!("{UPSTREAM}/dists/{SUITE}/InRelease"))
+            .get(
+                &format!("{UPSTREAM}/dists/{SUITE}/InRelease"),
+                kld_darksite::fetch::MAX_RELEASE,
+            )
             .map_err(err)?;
         sign::verify_inline(
             Path::new(kld_darksite::set::DEBIAN_KEYRING),
@@ -263,4 +266,112 @@ pub fn serve(dir: &Path) -> Result<String, VmError> {
     let addr = server.local_addr().map_err(err)?;
     std::thread::spawn(move || server.run());
     Ok(format!("http://{addr}"))
+}
+
+/// A small signed mirror of stand-in packages (files that are not really
+/// `.deb`s; kdarksite never unpacks them), made in a few hundred
+/// milliseconds: for the fault-injection and concurrency tiers, which run
+/// a command dozens of times.
+pub struct StandIn {
+    /// The mirror's root (`file://` URL: [`StandIn::url`]).
+    pub dir: PathBuf,
+    /// The keyring its Release verifies against.
+    pub keyring: PathBuf,
+    signer: sign::Signer,
+}
+
+/// The stand-in packages: a few with dependencies, as `(name, version,
+/// extra fields)`.
+pub const STAND_IN: [(&str, &str, &str); 4] = [
+    (
+        "base-files",
+        "12",
+        "Essential: yes\nPriority: required\nDepends: libc6\n",
+    ),
+    ("libc6", "2.36-9", "Priority: optional\n"),
+    ("apt", "2.6.1", "Priority: important\nDepends: libc6\n"),
+    (
+        "openssh-server",
+        "1:9.2p1-2",
+        "Priority: optional\nDepends: libc6 (>= 2.36)\n",
+    ),
+];
+
+impl StandIn {
+    /// Makes the mirror in `dir`/mirror with `pkgs`, suite `t`.
+    pub fn new(dir: &Path, pkgs: &[(&str, &str, &str)]) -> StandIn {
+        let key = dir.join("upstream-key.asc");
+        sign::generate_key(&key, "stand-in archive").unwrap();
+        let signer = sign::Signer::open(&key).unwrap();
+        let keyring = dir.join("upstream.gpg");
+        std::fs::write(&keyring, signer.public_key(false).unwrap()).unwrap();
+        let m = StandIn {
+            dir: dir.join("mirror"),
+            keyring,
+            signer,
+        };
+        m.publish(pkgs, "Sat, 10 Aug 2024 09:57:52 UTC");
+        m
+    }
+
+    /// Rewrites the suite with `pkgs` and a Release dated `date`.
+    pub fn publish(&self, pkgs: &[(&str, &str, &str)], date: &str) {
+        use kld_darksite::fetch::sha256_hex;
+        use kld_darksite::publish::{gzip, release_text, Plan};
+        let mut stanzas = Vec::new();
+        for (name, version, extra) in pkgs {
+            let file = format!("pool/main/{}/{name}/{name}_{version}_amd64.deb", &name[..1]);
+            // Sizes differ, so that a short or mixed file shows.
+            let data = format!("stand-in {name} {version}\n").repeat(50 + name.len() * 20);
+            let path = self.dir.join(&file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &data).unwrap();
+            stanzas.push(format!(
+                "Package: {name}\nVersion: {version}\nArchitecture: amd64\n{extra}Filename: {file}\nSize: {}\nSHA256: {}\n",
+                data.len(),
+                sha256_hex(data.as_bytes())
+            ));
+        }
+        let text = stanzas.join("\n").into_bytes();
+        let files = vec![
+            ("main/binary-amd64/Packages".to_owned(), text.clone()),
+            ("main/binary-amd64/Packages.gz".to_owned(), gzip(&text)),
+        ];
+        let dists = self.dir.join("dists/t");
+        for (p, b) in &files {
+            std::fs::create_dir_all(dists.join(p).parent().unwrap()).unwrap();
+            std::fs::write(dists.join(p), b).unwrap();
+        }
+        let plan = Plan {
+            distribution: "t".into(),
+            label: "stand-in".into(),
+            date: date.into(),
+            architectures: vec!["amd64".into()],
+            entries: Vec::new(),
+        };
+        let release = release_text(&plan, &files).replace("Components: \n", "Components: main\n");
+        std::fs::write(
+            dists.join("InRelease"),
+            self.signer.clearsign(release.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Its `file://` URL.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    /// Writes a package set over it (`packages` as TOML strings) into
+    /// `dir`/set.toml.
+    pub fn set(&self, dir: &Path, packages: &str) -> PathBuf {
+        write_set(
+            dir,
+            "set",
+            &format!(
+                "name = \"stand-in\"\ndistribution = \"t\"\npackages = [{packages}]\nkeyring = \"{}\"\n",
+                self.keyring.display()
+            ),
+        )
+    }
 }

@@ -376,3 +376,545 @@ fn corrupt_package_on_the_mirror_never_reaches_the_darksite() {
         );
     }
 }
+
+// ---------------------------------------------------------------------
+// Under kills, concurrency and floods: the binary over a stand-in mirror.
+
+use std::process::Command;
+
+use kld_tests::darksite::{StandIn, STAND_IN};
+
+/// The fault-injection, concurrency and gpg-home tests look at what every
+/// kdarksite run left in /run/kld: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The stand-in packages after an update: libc6's security release and a
+/// new dependency.
+const STAND_IN_UPDATED: [(&str, &str, &str); 5] = [
+    (
+        "base-files",
+        "12",
+        "Essential: yes\nPriority: required\nDepends: libc6\n",
+    ),
+    ("libc6", "2.36-9+deb12u1", "Priority: optional\n"),
+    (
+        "apt",
+        "2.6.1",
+        "Priority: important\nDepends: libc6, gpgv\n",
+    ),
+    ("gpgv", "2.2.40-1", "Priority: optional\n"),
+    (
+        "openssh-server",
+        "1:9.2p1-2",
+        "Priority: optional\nDepends: libc6 (>= 2.36)\n",
+    ),
+];
+
+fn cmd(kd: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+    let mut c = Command::new(kd);
+    for a in args {
+        c.arg(a);
+    }
+    c
+}
+
+fn ok(mut c: Command) -> std::process::Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// gpg homes of kdarksite processes that are gone, and gpg-agents still
+/// running for them.
+fn gpg_leftovers() -> (Vec<PathBuf>, Vec<u32>) {
+    let run = Path::new("/run/kld");
+    let prefix = format!(".kld-{}-", kld_darksite::sign::GPG_TAG);
+    let homes: Vec<PathBuf> = std::fs::read_dir(run)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| !alive(pid))
+        })
+        .map(|e| e.path())
+        .collect();
+    let needle = run.join(&prefix).display().to_string();
+    let agents = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?)
+                .replace('\0', " ");
+            if !cmdline.contains("gpg-agent") {
+                return None;
+            }
+            let at = cmdline.find(&needle)? + needle.len();
+            let owner: u32 = cmdline[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            (!alive(owner)).then_some(pid)
+        })
+        .collect();
+    (homes, agents)
+}
+
+/// Waits (a few seconds at most) for agents of dead runs to end.
+fn no_gpg_leftovers(context: &str) {
+    let mut left = gpg_leftovers();
+    for _ in 0..50 {
+        if left.0.is_empty() && left.1.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = gpg_leftovers();
+    }
+    panic!(
+        "{context}: left behind: gpg homes {:?}, agents {:?}",
+        left.0, left.1
+    );
+}
+
+/// `kdarksite verify` passes and the current manifest is one of `allowed`;
+/// returns it.
+fn serves_one_of(kd: &Path, ds: &Path, allowed: &[&str], context: &str) -> String {
+    let out = cmd(kd, &[&"verify", &ds]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{context}: verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = std::fs::read_to_string(ds.join("current/manifest.json")).unwrap();
+    assert!(
+        allowed.contains(&manifest.as_str()),
+        "{context}: current serves neither the old nor the new publication"
+    );
+    manifest
+}
+
+fn no_staging(ds: &Path, context: &str) {
+    let left: Vec<_> = std::fs::read_dir(ds.join("releases"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{context}: {left:?}");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    Cmd::new("cp").arg("-a").arg(from).arg(to).run().unwrap();
+}
+
+/// `kdarksite build`, `update` and `rollback`, each killed (SIGKILL)
+/// right after each of its steps, then run again: the darksite verifies,
+/// `current` serves the old or the new publication whole, no staging
+/// directory, gpg home or agent is left behind, and the signing key is
+/// whole.
+#[test]
+fn build_update_and_rollback_killed_at_every_step() {
+    let _serial = serial();
+    let kd = kdarksite();
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = StandIn::new(tmp.path(), &STAND_IN);
+    let set = mirror.set(tmp.path(), "\"openssh-server\"");
+    let url = mirror.url();
+    let build = |ds: &Path| {
+        cmd(
+            &kd,
+            &[&"build", &set, &"--mirror", &url, &"--out", &ds, &"-q"],
+        )
+    };
+    let mut table = Vec::new();
+
+    // build, from nothing.
+    let reference = tmp.path().join("ref");
+    let trace = kld_tests::fault::trace(build(&reference)).unwrap();
+    let built = std::fs::read_to_string(reference.join("current/manifest.json")).unwrap();
+    eprintln!(
+        "kdarksite build: {} steps:\n  {}",
+        trace.len(),
+        trace.join("\n  ")
+    );
+    for n in 1..=trace.len() {
+        let ds = tmp.path().join(format!("build-{n}"));
+        kld_tests::fault::killed_after(build(&ds), n).unwrap();
+        let context = format!("build killed after step {n} ({})", trace[n - 1]);
+        if ds.join("current").exists() {
+            serves_one_of(&kd, &ds, &[&built], &context);
+        }
+        ok(build(&ds));
+        serves_one_of(&kd, &ds, &[&built], &context);
+        no_staging(&ds, &context);
+        no_gpg_leftovers(&context);
+        let _ = std::fs::remove_dir_all(&ds);
+    }
+    table.push(format!(
+        "build: {} kill points, all recovered by a second build",
+        trace.len()
+    ));
+
+    // update, from a darksite of one publication to one of two.
+    let template = tmp.path().join("template");
+    ok(build(&template));
+    let old = std::fs::read_to_string(template.join("current/manifest.json")).unwrap();
+    mirror.publish(&STAND_IN_UPDATED, "Sun, 11 Aug 2024 09:57:52 UTC");
+    let update = |ds: &Path| cmd(&kd, &[&"update", &ds, &"-q"]);
+    let reference = tmp.path().join("ref-update");
+    copy_tree(&template, &reference);
+    let trace = kld_tests::fault::trace(update(&reference)).unwrap();
+    let new = std::fs::read_to_string(reference.join("current/manifest.json")).unwrap();
+    assert_ne!(old, new);
+    eprintln!(
+        "kdarksite update: {} steps:\n  {}",
+        trace.len(),
+        trace.join("\n  ")
+    );
+    let mut outcomes = [0usize; 2];
+    for n in 1..=trace.len() {
+        let ds = tmp.path().join(format!("update-{n}"));
+        copy_tree(&template, &ds);
+        kld_tests::fault::killed_after(update(&ds), n).unwrap();
+        let context = format!("update killed after step {n} ({})", trace[n - 1]);
+        let seen = serves_one_of(&kd, &ds, &[&old, &new], &context);
+        outcomes[usize::from(seen == new)] += 1;
+        ok(update(&ds));
+        serves_one_of(&kd, &ds, &[&new], &context);
+        no_staging(&ds, &context);
+        no_gpg_leftovers(&context);
+        let _ = std::fs::remove_dir_all(&ds);
+    }
+    table.push(format!(
+        "update: {} kill points ({} left the old publication in service, {} the new), all finished by a second update",
+        trace.len(),
+        outcomes[0],
+        outcomes[1]
+    ));
+
+    // rollback, from the updated darksite back to the first publication.
+    copy_tree(&reference, &template);
+    let rollback = |ds: &Path| cmd(&kd, &[&"rollback", &ds]);
+    let reference = tmp.path().join("ref-rollback");
+    copy_tree(&template, &reference);
+    let trace = kld_tests::fault::trace(rollback(&reference)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(reference.join("current/manifest.json")).unwrap(),
+        old
+    );
+    eprintln!(
+        "kdarksite rollback: {} steps:\n  {}",
+        trace.len(),
+        trace.join("\n  ")
+    );
+    for n in 1..=trace.len() {
+        let ds = tmp.path().join(format!("rollback-{n}"));
+        copy_tree(&template, &ds);
+        kld_tests::fault::killed_after(rollback(&ds), n).unwrap();
+        let context = format!("rollback killed after step {n} ({})", trace[n - 1]);
+        let seen = serves_one_of(&kd, &ds, &[&old, &new], &context);
+        if seen == new {
+            ok(rollback(&ds));
+        } else {
+            // Done already: a second rollback refuses, saying why.
+            let out = rollback(&ds).output().unwrap();
+            assert!(!out.status.success());
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("nothing to roll back to"),
+                "{context}"
+            );
+        }
+        serves_one_of(&kd, &ds, &[&old], &context);
+        no_gpg_leftovers(&context);
+        let _ = std::fs::remove_dir_all(&ds);
+    }
+    table.push(format!(
+        "rollback: {} kill points, all ended on the first publication",
+        trace.len()
+    ));
+    eprintln!("{}", table.join("\n"));
+}
+
+/// Defect 8: a kdarksite killed while it signs leaves its gpg home (with
+/// the imported secret key) and a running gpg-agent; the next run removes
+/// both.
+#[test]
+fn a_run_killed_while_signing_leaves_nothing_the_next_does_not_remove() {
+    let _serial = serial();
+    let kd = kdarksite();
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = StandIn::new(tmp.path(), &STAND_IN);
+    let set = mirror.set(tmp.path(), "\"openssh-server\"");
+    let url = mirror.url();
+    let ds = tmp.path().join("ds");
+    let build = || {
+        cmd(
+            &kd,
+            &[&"build", &set, &"--mirror", &url, &"--out", &ds, &"-q"],
+        )
+    };
+    let trace = kld_tests::fault::trace(build()).unwrap();
+    let sign = trace
+        .iter()
+        .position(|s| s.contains("--clearsign"))
+        .expect("a clearsign step")
+        + 1;
+    no_gpg_leftovers("before");
+    kld_tests::fault::killed_after(build(), sign).unwrap();
+    let (homes, agents) = gpg_leftovers();
+    assert_eq!(homes.len(), 1, "the killed run's gpg home: {homes:?}");
+    assert!(homes[0].starts_with("/run/kld"), "{homes:?}");
+    assert!(!agents.is_empty(), "its agent runs on");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&homes[0]).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+    ok(build());
+    no_gpg_leftovers("after the next run");
+}
+
+/// Defect 1 through the binary: four `kdarksite update`s of one darksite
+/// at once wait for each other (and say for whom); the darksite verifies
+/// after, with every file whole.
+#[test]
+fn concurrent_updates_wait_for_each_other() {
+    let _serial = serial();
+    let kd = kdarksite();
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = StandIn::new(tmp.path(), &STAND_IN);
+    let set = mirror.set(tmp.path(), "\"openssh-server\"");
+    let url = mirror.url();
+    let ds = tmp.path().join("ds");
+    ok(cmd(
+        &kd,
+        &[&"build", &set, &"--mirror", &url, &"--out", &ds, &"-q"],
+    ));
+    let mut waited = 0;
+    for round in 0..3 {
+        if round == 1 {
+            mirror.publish(&STAND_IN_UPDATED, "Sun, 11 Aug 2024 09:57:52 UTC");
+        }
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                cmd(&kd, &[&"update", &ds, &"-q"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "round {round}: {err}");
+            if err.contains("waiting for the darksite's lock, held by pid") {
+                waited += 1;
+            }
+        }
+        let out = ok(cmd(&kd, &[&"verify", &ds]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+        no_staging(&ds, "after concurrent updates");
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(ds.join("current/manifest.json")).unwrap(),
+        )
+        .unwrap();
+        for p in manifest["packages"].as_array().unwrap() {
+            let len = std::fs::metadata(ds.join("current").join(p["filename"].as_str().unwrap()))
+                .unwrap()
+                .len();
+            assert_eq!(len, p["size"].as_u64().unwrap(), "a short file");
+        }
+    }
+    eprintln!("{waited} of 12 updates waited for another");
+    assert!(waited > 0, "none of 12 updates run at once met another");
+}
+
+/// The connections a `kdarksite serve` holds: its socket descriptors
+/// beyond `base`, two per connection (the stream, and the handle that can
+/// close it to make room).
+fn connections_of(pid: u32, base: usize) -> usize {
+    fds_of(pid).saturating_sub(base) / 2
+}
+
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One plain HTTP/1.0 GET; the status code and body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: darksite\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = String::from_utf8_lossy(&out[..end])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((status, out[end + 4..].to_vec()))
+}
+
+/// Opens `n` connections that start a request and never finish it.
+fn slow_clients(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..n)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).ok()?;
+            s.write_all(b"GET /dists/t/InRelease HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .ok()?;
+            Some(s)
+        })
+        .collect()
+}
+
+/// Defect 10: `kdarksite serve` under floods on 127.0.0.1: 500 slow
+/// clients held open, then 700 (beyond the cap of 512), while plain GETs
+/// are still all served; one 200 MB header line is cut off at the line
+/// limit with 431, and the server's memory stays small.
+#[test]
+fn serve_keeps_serving_under_a_slow_client_flood() {
+    let kd = kdarksite();
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    {
+        let _serial = serial();
+        let mirror = StandIn::new(tmp.path(), &STAND_IN);
+        let set = mirror.set(tmp.path(), "\"openssh-server\"");
+        ok(cmd(
+            &kd,
+            &[
+                &"build",
+                &set,
+                &"--mirror",
+                &mirror.url(),
+                &"--out",
+                &ds,
+                &"-q",
+            ],
+        ));
+    }
+    let want = std::fs::read(ds.join("current/dists/t/InRelease")).unwrap();
+    let mut server = cmd(&kd, &[&"serve", &ds, &"--listen", &"127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stderr.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    let base = fds_of(pid);
+    let serve_round = |n: usize| -> usize {
+        (0..n)
+            .filter(|_| http_get(&addr, "/dists/t/InRelease") == Some((200, want.clone())))
+            .count()
+    };
+
+    let slow = slow_clients(&addr, 500);
+    let mut held = 0;
+    for _ in 0..50 {
+        held = connections_of(pid, base);
+        if held >= slow.len() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let served = serve_round(200);
+    let held_after = connections_of(pid, base);
+    let rss1 = peak_rss_kb(pid);
+    eprintln!(
+        "500 slow clients: {} connected, {held} held by the server; {served} of 200 GETs served; {held_after} held after; peak RSS {rss1} kB",
+        slow.len()
+    );
+    assert_eq!(slow.len(), 500);
+    assert!(held >= 500, "the server held {held}");
+    assert_eq!(served, 200);
+    drop(slow);
+
+    let slow = slow_clients(&addr, 700);
+    let held = connections_of(pid, base);
+    let served = serve_round(100);
+    let rss2 = peak_rss_kb(pid);
+    eprintln!(
+        "700 slow clients (cap 512): {} connected, {held} held by the server; {served} of 100 GETs served; peak RSS {rss2} kB",
+        slow.len()
+    );
+    assert_eq!(served, 100);
+    assert!(held <= 512 + 4, "the server held {held}, beyond its cap");
+    assert!(held >= 500, "the server held only {held}");
+    drop(slow);
+
+    // One header line of 200 MB.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let _ = s.write_all(b"GET /dists/t/InRelease HTTP/1.1\r\nX-Big: ");
+    let chunk = vec![b'a'; 1 << 20];
+    let mut written = 0u64;
+    for _ in 0..200 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        written += chunk.len() as u64;
+    }
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let rss3 = peak_rss_kb(pid);
+    let status = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    eprintln!(
+        "a 200 MB header line: the client got {written} bytes out before the server closed; answer {status:?}; peak RSS {rss3} kB"
+    );
+    assert!(
+        status.is_empty() || status == "HTTP/1.1 431 Request Header Fields Too Large",
+        "{status}"
+    );
+    assert!(rss3 < 64 << 10, "peak RSS {rss3} kB");
+    assert_eq!(serve_round(10), 10);
+    let _ = server.kill();
+    let _ = server.wait();
+}

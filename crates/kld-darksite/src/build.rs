@@ -9,7 +9,7 @@ use crate::darksite::{BuildRecord, Darksite};
 use crate::download::{self, Item, Progress, Store};
 use crate::fetch::Fetcher;
 use crate::local;
-use crate::publish::{newest_date, Plan};
+use crate::publish::{date_unix, newest_date, Plan};
 use crate::resolve::{self, Resolution, Universe};
 use crate::set::PackageSet;
 use crate::upstream::{self, Suite};
@@ -94,6 +94,26 @@ pub struct Options {
     pub key: Option<PathBuf>,
     /// Parallel downloads.
     pub jobs: usize,
+    /// Build from an upstream Release older than the one the last build
+    /// used (normally refused as a replay).
+    pub allow_older: bool,
+    /// Told who holds the darksite's lock, if another run does, before
+    /// this one waits for it.
+    pub waiting: fn(&str),
+}
+
+impl Options {
+    /// Options for `mirror` with the darksite's own key, 4 downloads at
+    /// once, replays refused and a silent wait for the lock.
+    pub fn new(mirror: impl Into<String>) -> Options {
+        Options {
+            mirror: mirror.into(),
+            key: None,
+            jobs: 4,
+            allow_older: false,
+            waiting: |_| {},
+        }
+    }
 }
 
 /// What a build did.
@@ -141,10 +161,15 @@ pub fn plan(
         path: std::env::temp_dir(),
         source,
     })?;
-    let cache = if darksite.index_cache().is_dir() {
-        darksite.index_cache()
+    // The darksite's own cache is written to under its lock only.
+    let (cache, _locked) = if darksite.index_cache().is_dir() {
+        let locked = darksite.lock(
+            &format!("kdarksite build --dry-run {}", darksite.root().display()),
+            opts.waiting,
+        )?;
+        (darksite.index_cache(), Some(locked))
     } else {
-        tmp.path().to_owned()
+        (tmp.path().to_owned(), None)
     };
     let resolved = resolve_set(set, &opts.mirror, fetcher, &cache)?;
     if !resolved.resolution.is_complete() {
@@ -180,24 +205,35 @@ pub fn build(
         source,
     })?;
     let set = PackageSet::load(&set_path)?;
-    let resolved = resolve_set(set, &opts.mirror, fetcher, &darksite.index_cache())?;
-    if !resolved.resolution.is_complete() {
-        return Err(Error::Unsatisfied(resolved.resolution.unsatisfied.clone()));
-    }
-    let store: Store = darksite.store()?;
-    let items = resolved.items();
-    let download = download::download(fetcher, &store, &items, opts.jobs, progress)?;
+    // The key is checked before anything is fetched.
     let key = match &opts.key {
         Some(k) => std::path::absolute(k).unwrap_or_else(|_| k.clone()),
         None => darksite.default_key(),
     };
+    if key != darksite.default_key() || key.exists() {
+        crate::sign::check_key(&key)?;
+    }
+    let locked = darksite.lock(
+        &format!("kdarksite build {}", darksite.root().display()),
+        opts.waiting,
+    )?;
+    let resolved = resolve_set(set, &opts.mirror, fetcher, &darksite.index_cache())?;
+    if !resolved.resolution.is_complete() {
+        return Err(Error::Unsatisfied(resolved.resolution.unsatisfied.clone()));
+    }
+    let previous = darksite.record()?;
+    let release_dates = check_replay(&resolved.suites, previous.as_ref(), opts.allow_older)?;
+    let store: Store = darksite.store()?;
+    let items = resolved.items();
+    let download = download::download(fetcher, &store, &items, opts.jobs, progress)?;
     let (signer, new_key) = darksite.signer(&key)?;
     let plan = resolved.plan();
-    let release = darksite.publish(&plan, &store, &signer)?;
+    let release = darksite.publish(&locked, &plan, &store, &signer)?;
     darksite.save_record(&BuildRecord {
         set: set_path,
         mirror: opts.mirror.clone(),
         key,
+        release_dates,
     })?;
     Ok(Report {
         release,
@@ -207,6 +243,36 @@ pub fn build(
         fingerprint: signer.fingerprint().to_owned(),
         new_key,
     })
+}
+
+/// Refuses an upstream Release dated before the one the last build used
+/// (unless `allow_older`); returns the dates to record.
+fn check_replay(
+    suites: &[Suite],
+    previous: Option<&BuildRecord>,
+    allow_older: bool,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let mut dates = std::collections::BTreeMap::new();
+    for s in suites {
+        let Some(date) = &s.release.date else {
+            continue;
+        };
+        let last = previous.and_then(|r| r.release_dates.get(&s.name));
+        if let Some(last) = last {
+            let (now, then) = (date_unix(date), date_unix(last));
+            if let (Some(now), Some(then)) = (now, then) {
+                if now < then && !allow_older {
+                    return Err(Error::OlderRelease {
+                        suite: s.name.clone(),
+                        date: date.clone(),
+                        last: last.clone(),
+                    });
+                }
+            }
+        }
+        dates.insert(s.name.clone(), date.clone());
+    }
+    Ok(dates)
 }
 
 /// The options and set of the darksite's last build, for `update`; the
@@ -229,6 +295,8 @@ pub fn update_options(
             mirror: mirror.map(str::to_owned).unwrap_or(record.mirror),
             key: Some(record.key),
             jobs,
+            allow_older: false,
+            waiting: |_| {},
         },
     ))
 }

@@ -9,14 +9,24 @@
 //! DIR/.kdarksite/                signing key (0600), store, index cache, build.json
 //! ```
 //!
-//! A publication is written into `releases/.staging-N`, verified there
-//! like [`crate::verify::verify`] would, renamed to `releases/N`, and only
-//! then does `current` change, by renaming a new symbolic link over it (one
-//! atomic step). The one that was current stays for [`Darksite::rollback`];
-//! older ones are removed.
+//! A publication is written into `releases/.staging-PID-SEQ`, verified
+//! there like [`crate::verify::verify`] would, renamed to `releases/N`, and
+//! only then does `current` change, by renaming a new symbolic link over it
+//! (one atomic step). The one that was current stays for
+//! [`Darksite::rollback`]; older ones are removed.
+//!
+//! Everything that changes a darksite holds its lock
+//! (`DIR/.kdarksite/lock`, see [`Darksite::lock`]): two builds, updates or
+//! rollbacks of one darksite run one after the other, and the one that
+//! waits is told who holds it. A staging directory left by a killed run is
+//! removed only under the lock and only once its process is gone.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use kld_fs::lock::Lock;
 use serde::{Deserialize, Serialize};
 
 use crate::download::Store;
@@ -35,6 +45,16 @@ pub struct BuildRecord {
     pub mirror: String,
     /// The signing key used.
     pub key: PathBuf,
+    /// The `Date` of each upstream suite's Release it was built from: a
+    /// later build refuses an older one (a replay) unless told otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub release_dates: BTreeMap<String, String>,
+}
+
+/// The darksite's lock, held: proof for the operations that need it.
+#[derive(Debug)]
+pub struct Locked {
+    _lock: Lock,
 }
 
 /// A darksite directory.
@@ -66,6 +86,29 @@ impl Darksite {
     /// kld's state directory inside it.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(".kdarksite")
+    }
+
+    /// The lock file every change holds.
+    pub fn lock_path(&self) -> PathBuf {
+        self.state_dir().join("lock")
+    }
+
+    /// Takes the darksite's lock for `purpose` (`kdarksite update DIR`),
+    /// waiting for the holder if there is one; `waiting` is told who it is
+    /// before the wait. The state directory is made (`0700`) if missing.
+    pub fn lock(&self, purpose: &str, waiting: impl FnOnce(&str)) -> Result<Locked, Error> {
+        let dir = self.state_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| Error::Io {
+                what: "cannot create",
+                path: dir.clone(),
+                source,
+            })?;
+        let lock = Lock::acquire(&self.lock_path(), purpose, waiting)?;
+        Ok(Locked { _lock: lock })
     }
 
     /// The store of verified packages.
@@ -107,14 +150,9 @@ impl Darksite {
     /// Saves the record of a build.
     pub fn save_record(&self, record: &BuildRecord) -> Result<(), Error> {
         let path = self.state_dir().join("build.json");
-        let tmp = self.state_dir().join("build.json.tmp");
         let text = serde_json::to_string_pretty(record).expect("serialisable") + "\n";
-        publish::write_synced(&tmp, text.as_bytes())?;
-        std::fs::rename(&tmp, &path).map_err(|source| Error::Io {
-            what: "cannot replace",
-            path,
-            source,
-        })
+        publish::write_synced(&path, text.as_bytes())?;
+        Ok(())
     }
 
     /// The signing key at `path`, made (ed25519, 0600) if it is this
@@ -162,26 +200,32 @@ impl Darksite {
         self.releases().last().map_or(1, |n| n + 1)
     }
 
-    /// Publishes `plan` from `store`: staged, verified, swapped in; the
-    /// publication it replaces is kept, older ones removed. Returns the new
-    /// publication's number. On any error the publication in service is
-    /// untouched.
-    pub fn publish(&self, plan: &Plan, store: &Store, signer: &Signer) -> Result<u64, Error> {
+    /// Publishes `plan` from `store` (under the darksite's lock): staged,
+    /// verified, swapped in; the publication it replaces is kept, older
+    /// ones removed. Returns the new publication's number. On any error the
+    /// publication in service is untouched.
+    pub fn publish(
+        &self,
+        _locked: &Locked,
+        plan: &Plan,
+        store: &Store,
+        signer: &Signer,
+    ) -> Result<u64, Error> {
         let releases = self.root.join("releases");
         std::fs::create_dir_all(&releases).map_err(|source| Error::Io {
             what: "cannot create",
             path: releases.clone(),
             source,
         })?;
-        // Left-overs of an interrupted run.
-        for e in std::fs::read_dir(&releases).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with(".staging-") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
+        self.sweep_staging();
         let n = self.next_release();
-        let staging = releases.join(format!(".staging-{n}"));
-        std::fs::create_dir_all(&staging).map_err(|source| Error::Io {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let staging = releases.join(format!(
+            ".staging-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir(&staging).map_err(|source| Error::Io {
             what: "cannot create",
             path: staging.clone(),
             source,
@@ -197,25 +241,57 @@ impl Darksite {
             return Err(e);
         }
         let dir = self.release_dir(n);
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::State(format!(
+                "{} exists already: a publication is never replaced in place",
+                dir.display()
+            )));
+        }
         std::fs::rename(&staging, &dir).map_err(|source| Error::Io {
             what: "cannot rename the staged publication to",
             path: dir.clone(),
             source,
         })?;
         sync_dir(&releases);
+        kld_fs::fault::step(|| format!("rename the staged publication to {}", dir.display()));
         let previous = self.current();
         self.point_current(n)?;
         for old in self.releases() {
             if old != n && Some(old) != previous {
                 let _ = std::fs::remove_dir_all(self.release_dir(old));
+                kld_fs::fault::step(|| format!("remove publication {old}"));
             }
         }
         Ok(n)
     }
 
+    /// Removes the staging directories of runs that were killed: only
+    /// under the lock (so no other run is writing one) and only those whose
+    /// process is gone.
+    fn sweep_staging(&self) {
+        let releases = self.root.join("releases");
+        for e in std::fs::read_dir(&releases).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".staging-"))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if !process_alive(pid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Makes `current` name publication `n`, atomically.
     fn point_current(&self, n: u64) -> Result<(), Error> {
-        let tmp = self.root.join(".current.tmp");
+        let tmp = self
+            .root
+            .join(format!(".current.tmp-{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(format!("releases/{n}"), &tmp).map_err(|source| Error::Io {
             what: "cannot create the link",
@@ -228,6 +304,7 @@ impl Darksite {
             source,
         })?;
         sync_dir(&self.root);
+        kld_fs::fault::step(|| format!("point current at releases/{n}"));
         Ok(())
     }
 
@@ -253,13 +330,29 @@ impl Darksite {
     }
 
     /// Puts the previous publication back in service (atomically), after
-    /// checking that it still verifies.
-    pub fn rollback(&self) -> Result<Rollback, Error> {
+    /// checking that it still verifies; under the darksite's lock (`waiting`
+    /// is told who holds it, if anyone does, before the wait).
+    pub fn rollback(&self, waiting: impl FnOnce(&str)) -> Result<Rollback, Error> {
+        let _locked = self.lock(
+            &format!("kdarksite rollback {}", self.root.display()),
+            waiting,
+        )?;
         let r = self.plan_rollback()?;
         let dir = self.release_dir(r.to);
         verify::verify(&dir, Some(&dir.join(publish::KEY_FILE)))?;
         self.point_current(r.to)?;
         Ok(r)
+    }
+}
+
+/// Whether a process with this PID exists (in this PID namespace).
+fn process_alive(pid: i32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
     }
 }
 

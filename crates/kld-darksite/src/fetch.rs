@@ -42,6 +42,20 @@ pub enum FetchError {
         /// Why.
         source: std::io::Error,
     },
+    /// The server sent more than the signed metadata (or the cap on an
+    /// unsigned file) allows; the download was stopped there.
+    #[error("{url}: expected at most {expected} bytes ({what}), got more: stopped at {got}")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// Where the limit comes from (`the size the signed index gives`,
+        /// `the cap on this kind of file`).
+        what: &'static str,
+        /// The most that was allowed.
+        expected: u64,
+        /// What had been read when the download stopped.
+        got: u64,
+    },
     /// The file arrived but is not the one the index describes.
     #[error("{url}: expected {expected_size} bytes with SHA-256 {expected}, got {got_size} bytes with SHA-256 {got}")]
     Mismatch {
@@ -68,12 +82,25 @@ impl FetchError {
     }
 }
 
+/// The most an `InRelease`, `Release` or `Release.gpg` may be: it is read
+/// into memory before its signature is checked (Debian's are about
+/// 150 kB; Ubuntu's under 300 kB).
+pub const MAX_RELEASE: u64 = 8 << 20;
+
 /// Fetches files; cheap to share between threads.
+///
+/// Every body has a whole-transfer deadline (not a per-read one): a base
+/// allowance plus its size at the minimum rate, and no read may wait longer
+/// than the idle timeout. A file is never read past the size the signed
+/// metadata gives it.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     agent: ureq::Agent,
     attempts: u32,
     backoff: Duration,
+    idle: Duration,
+    base: Duration,
+    min_rate: u64,
 }
 
 impl Default for Fetcher {
@@ -83,8 +110,9 @@ impl Default for Fetcher {
 }
 
 impl Fetcher {
-    /// Three attempts per file, a connect timeout of 20 s and a read
-    /// timeout of 60 s.
+    /// Three attempts per file, a connect timeout of 20 s, 60 s for the
+    /// response head, and for each body 60 s plus its size at 64 KiB/s,
+    /// with no read waiting more than 30 s.
     pub fn new() -> Fetcher {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -96,7 +124,24 @@ impl Fetcher {
             agent,
             attempts: 3,
             backoff: Duration::from_millis(500),
+            idle: Duration::from_secs(30),
+            base: Duration::from_secs(60),
+            min_rate: 64 << 10,
         }
+    }
+
+    /// Sets the body timeouts: no read waits longer than `idle`, and a body
+    /// of N bytes must arrive within `base` + N / `min_rate` seconds.
+    pub fn timeouts(mut self, idle: Duration, base: Duration, min_rate: u64) -> Fetcher {
+        self.idle = idle;
+        self.base = base;
+        self.min_rate = min_rate.max(1);
+        self
+    }
+
+    /// The whole-transfer deadline for a body of at most `size` bytes.
+    pub fn body_deadline(&self, size: u64) -> Duration {
+        self.base + Duration::from_secs_f64(size as f64 / self.min_rate as f64)
     }
 
     /// How many times a file is tried (at least once).
@@ -105,27 +150,40 @@ impl Fetcher {
         self
     }
 
-    /// Fetches a whole (small) file into memory; `Ok(None)` when the server
-    /// has no such file (HTTP 404, or no such local file).
-    pub fn get_optional(&self, url: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        self.retry(|| match self.open(url, 0)? {
+    /// Fetches a whole (small) file into memory, at most `limit` bytes
+    /// (more is [`FetchError::TooLarge`], and reading stops there);
+    /// `Ok(None)` when the server has no such file (HTTP 404, or no such
+    /// local file).
+    pub fn get_optional(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        self.retry(|| match self.open(url, 0, limit)? {
             None => Ok(None),
-            Some((mut reader, _)) => {
+            Some((reader, _)) => {
                 let mut buf = Vec::new();
                 reader
+                    .take(limit + 1)
                     .read_to_end(&mut buf)
                     .map_err(|e| transport(url, e))?;
+                if buf.len() as u64 > limit {
+                    return Err(FetchError::TooLarge {
+                        url: url.to_owned(),
+                        what: "the cap on this kind of file",
+                        expected: limit,
+                        got: buf.len() as u64,
+                    });
+                }
                 Ok(Some(buf))
             }
         })
     }
 
-    /// Fetches a whole file into memory; a missing file is an error.
-    pub fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        self.get_optional(url)?.ok_or_else(|| FetchError::Status {
-            url: url.to_owned(),
-            status: 404,
-        })
+    /// Fetches a whole file of at most `limit` bytes into memory; a missing
+    /// file is an error.
+    pub fn get(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_optional(url, limit)?
+            .ok_or_else(|| FetchError::Status {
+                url: url.to_owned(),
+                status: 404,
+            })
     }
 
     /// Fetches `url` to `dest`, which it reaches only once its size and
@@ -145,16 +203,24 @@ impl Fetcher {
             // Hashed as it arrives (and what a resumed download already
             // had, first): the file is not read again.
             let (got, got_size) = if have < size {
-                self.append(url, &part, have)?
+                match self.append(url, &part, have, size) {
+                    Err(e @ FetchError::TooLarge { .. }) => {
+                        let _ = fs::remove_file(&part);
+                        return Err(e);
+                    }
+                    other => other?,
+                }
             } else {
                 hash_file(&part)?
             };
             if got == sha256 && got_size == size {
-                return fs::rename(&part, dest).map_err(|source| FetchError::Io {
+                fs::rename(&part, dest).map_err(|source| FetchError::Io {
                     what: "cannot move into place",
                     path: dest.to_owned(),
                     source,
-                });
+                })?;
+                kld_fs::fault::step(|| format!("fetched {}", dest.display()));
+                return Ok(());
             }
             let _ = fs::remove_file(&part);
             // A partial file from an earlier run may have been bad: start
@@ -173,13 +239,22 @@ impl Fetcher {
         })
     }
 
-    /// Appends what the server has of `url` from byte `offset` to `part`;
-    /// returns the SHA-256 and size of the whole file.
-    fn append(&self, url: &str, part: &Path, offset: u64) -> Result<(String, u64), FetchError> {
-        let (mut reader, resumed) = self.open(url, offset)?.ok_or_else(|| FetchError::Status {
-            url: url.to_owned(),
-            status: 404,
-        })?;
+    /// Appends what the server has of `url` from byte `offset` to `part`,
+    /// stopping with [`FetchError::TooLarge`] as soon as the whole file
+    /// would exceed `size`; returns the SHA-256 and size of the whole file.
+    fn append(
+        &self,
+        url: &str,
+        part: &Path,
+        offset: u64,
+        size: u64,
+    ) -> Result<(String, u64), FetchError> {
+        let (mut reader, resumed) =
+            self.open(url, offset, size)?
+                .ok_or_else(|| FetchError::Status {
+                    url: url.to_owned(),
+                    status: 404,
+                })?;
         let mut file = if resumed {
             OpenOptions::new().append(true).open(part)
         } else {
@@ -210,6 +285,14 @@ impl Fetcher {
             if n == 0 {
                 break;
             }
+            if total + n as u64 > size {
+                return Err(FetchError::TooLarge {
+                    url: url.to_owned(),
+                    what: "the size the signed index gives",
+                    expected: size,
+                    got: total + n as u64,
+                });
+            }
             hasher.update(&buf[..n]);
             total += n as u64;
             file.write_all(&buf[..n]).map_err(|source| FetchError::Io {
@@ -226,13 +309,15 @@ impl Fetcher {
         Ok((hex(&hasher.finalize()), total))
     }
 
-    /// Opens `url` from byte `offset`; the flag says whether the stream
+    /// Opens `url` from byte `offset`, for a file of at most `size` bytes
+    /// (which sets the body's deadline); the flag says whether the stream
     /// starts there (else it starts at 0). `None` for a missing file.
     #[allow(clippy::type_complexity)]
     fn open(
         &self,
         url: &str,
         offset: u64,
+        size: u64,
     ) -> Result<Option<(Box<dyn Read + Send>, bool)>, FetchError> {
         if let Some(path) = url.strip_prefix("file://") {
             let mut f = match File::open(path) {
@@ -260,7 +345,13 @@ impl Fetcher {
         if !url.starts_with("http://") {
             return Err(FetchError::Scheme(url.to_owned()));
         }
-        let mut req = self.agent.get(url);
+        let mut req = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_per_read(Some(self.idle))
+            .timeout_recv_body(Some(self.body_deadline(size.saturating_sub(offset))))
+            .build();
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
         }
@@ -269,6 +360,23 @@ impl Fetcher {
             message: e.to_string(),
         })?;
         let status = resp.status().as_u16();
+        // A length announced beyond the limit is refused before the body.
+        let announced = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = announced {
+            let whole = if status == 206 { offset + len } else { len };
+            if matches!(status, 200 | 206) && whole > size {
+                return Err(FetchError::TooLarge {
+                    url: url.to_owned(),
+                    what: "the server announced more in Content-Length",
+                    expected: size,
+                    got: whole,
+                });
+            }
+        }
         match status {
             200 => Ok(Some((Box::new(resp.into_body().into_reader()), false))),
             206 if offset > 0 => Ok(Some((Box::new(resp.into_body().into_reader()), true))),
@@ -372,7 +480,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, FetchError::Mismatch { .. }), "{e}");
         assert!(!dest3.exists() && !part_path(&dest3).exists());
-        assert!(f.get_optional("file:///nonexistent/x").unwrap().is_none());
+        assert!(f
+            .get_optional("file:///nonexistent/x", 10)
+            .unwrap()
+            .is_none());
         // Over HTTP, a partial download is resumed with a range request: the
         // kept prefix differs from the server's, so only a resumed download
         // can give the expected bytes.
@@ -387,10 +498,18 @@ mod tests {
             .unwrap();
         assert_eq!(fs::read(&dest4).unwrap(), data);
         assert_eq!(
-            f.get_optional(&format!("http://{addr}/missing")).unwrap(),
+            f.get_optional(&format!("http://{addr}/missing"), 10)
+                .unwrap(),
             None
         );
-        assert_eq!(f.get(&format!("http://{addr}/src.deb")).unwrap(), data);
-        assert!(matches!(f.get("ftp://x/y"), Err(FetchError::Scheme(_))));
+        assert_eq!(
+            f.get(&format!("http://{addr}/src.deb"), 100_000).unwrap(),
+            data
+        );
+        assert!(matches!(
+            f.get(&format!("http://{addr}/src.deb"), 99_999),
+            Err(FetchError::TooLarge { .. })
+        ));
+        assert!(matches!(f.get("ftp://x/y", 1), Err(FetchError::Scheme(_))));
     }
 }

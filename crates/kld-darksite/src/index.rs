@@ -75,6 +75,8 @@ pub struct Release {
     pub codename: Option<String>,
     /// `Date`, as written.
     pub date: Option<String>,
+    /// `Valid-Until`, as written: after it, the Release is stale.
+    pub valid_until: Option<String>,
     /// `Architectures`.
     pub architectures: Vec<String>,
     /// `Components`.
@@ -124,6 +126,7 @@ impl Release {
             suite: p.get("Suite").map(str::to_owned),
             codename: p.get("Codename").map(str::to_owned),
             date: p.get("Date").map(str::to_owned),
+            valid_until: p.get("Valid-Until").map(str::to_owned),
             architectures: list("Architectures"),
             components: list("Components"),
             not_automatic: p.get("NotAutomatic") == Some("yes"),

@@ -80,6 +80,19 @@ pub enum Error {
     /// A publication does not verify.
     #[error(transparent)]
     Verify(#[from] verify::VerifyError),
+    /// The darksite is locked by another run that could not be waited for.
+    #[error(transparent)]
+    Lock(#[from] kld_fs::lock::LockError),
+    /// An upstream Release is older than the one the last build used.
+    #[error("upstream suite {suite}'s Release is dated {date}, older than the {last} this darksite was last built from (a replayed or rolled-back mirror?); nothing was changed. To build from it all the same (a mirror restored from a backup), pass --allow-older")]
+    OlderRelease {
+        /// The suite.
+        suite: String,
+        /// Its Release's Date now.
+        date: String,
+        /// The Date the last build used.
+        last: String,
+    },
     /// The darksite directory's state is not what the operation needs.
     #[error("{0}")]
     State(String),

@@ -38,13 +38,40 @@ pub enum LocalError {
 
 /// The pool path Debian would give a package: `pool/COMPONENT/PREFIX/SOURCE/FILE`
 /// with PREFIX `libx` for `libx...` sources and the first letter otherwise.
+/// (Any text is taken: it never panics; [`valid_name`] is what callers
+/// check names with first.)
 pub fn pool_path(component: &str, source: &str, file: &str) -> String {
-    let prefix = if source.starts_with("lib") && source.len() > 3 {
-        &source[..4]
+    let chars = if source.starts_with("lib") && source.chars().count() > 3 {
+        4
     } else {
-        &source[..1.min(source.len())]
+        1
     };
+    let end = source
+        .char_indices()
+        .nth(chars)
+        .map_or(source.len(), |(i, _)| i);
+    let prefix = &source[..end];
     format!("pool/{component}/{prefix}/{source}/{file}")
+}
+
+/// Whether `name` is a package (or source package) name as Debian policy
+/// has it: at least two characters of `a-z`, `0-9`, `+`, `-`, `.`,
+/// starting with a letter or digit.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(c))
+}
+
+/// Whether `s` can be part of a file name in the pool (a version or an
+/// architecture): ASCII letters, digits and `.+~:-_` only.
+fn valid_file_part(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".+~:-_".contains(&c))
 }
 
 /// An index of the given `.deb` files, as a source of the `local` suite.
@@ -106,6 +133,23 @@ fn stanza(path: &Path, component: &str) -> Result<String, LocalError> {
         .get("Source")
         .and_then(|s| s.split_whitespace().next())
         .unwrap_or(name);
+    for (field, value, ok) in [
+        ("Package", name, valid_name(name)),
+        ("Source", source, valid_name(source)),
+        ("Version", version, valid_file_part(version)),
+        ("Architecture", arch, valid_file_part(arch)),
+    ] {
+        if !ok {
+            return Err(bad(format!(
+                "its {field} field {value:?} is not a valid Debian {}",
+                if field == "Version" || field == "Architecture" {
+                    "value (ASCII letters, digits and .+~:- only)"
+                } else {
+                    "package name (a-z, 0-9, +, -, . only)"
+                }
+            )));
+        }
+    }
     let file = format!(
         "{name}_{}_{arch}.deb",
         version.split_once(':').map_or(version, |(_, v)| v)
@@ -141,5 +185,15 @@ mod tests {
             "pool/main/libz/libzfs/y.deb"
         );
         assert_eq!(pool_path("main", "lib", "y.deb"), "pool/main/l/lib/y.deb");
+        // Never a panic on a name that is not ASCII (checked names are).
+        assert_eq!(
+            pool_path("main", "libé", "y.deb"),
+            "pool/main/libé/libé/y.deb"
+        );
+        assert_eq!(pool_path("main", "é", "y.deb"), "pool/main/é/é/y.deb");
+        assert!(valid_name("libzfs4linux") && valid_name("g++"));
+        assert!(
+            !valid_name("libé") && !valid_name("a") && !valid_name("../x") && !valid_name("Ab")
+        );
     }
 }

@@ -168,15 +168,35 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Publish
     move |source| PublishError::Io { what, path, source }
 }
 
-/// Writes `bytes` to `path` and flushes it to disk.
+/// Replaces `path` with `bytes` (`0644`), atomically and durably: a new
+/// inode renamed into place, never a write through an existing one (which
+/// may be a hard link of a stored package).
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
     }
-    let mut f = fs::File::create(path).map_err(io("cannot create", path))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io("cannot write", path))
+    kld_fs::replace(path, bytes, 0o644).map_err(io("cannot write", path))
+}
+
+/// Puts the stored file `from` at `to` in a staging tree: a hard link, or
+/// where the file system refuses one, a copy into a new file renamed into
+/// place. Never writes into an existing file: `to` may not exist (two
+/// entries with one path were merged before), so one that does is an
+/// error, not a file to overwrite.
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), PublishError> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(PublishError::Io {
+            what: "refusing to overwrite",
+            path: to.to_owned(),
+            source: e,
+        }),
+        Err(_) => {
+            let mut src = fs::File::open(from).map_err(io("cannot read", from))?;
+            kld_fs::replace_with(to, 0o644, |f| std::io::copy(&mut src, f).map(|_| ()))
+                .map_err(io("cannot copy into the pool", to))
+        }
+    }
 }
 
 /// Writes the publication of `plan` into the empty directory `dir`.
@@ -200,9 +220,7 @@ pub fn stage(plan: &Plan, store: &Store, signer: &Signer, dir: &Path) -> Result<
         let to = dir.join(&e.filename);
         let parent = to.parent().unwrap_or(dir);
         fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
-        if fs::hard_link(&from, &to).is_err() {
-            fs::copy(&from, &to).map_err(io("cannot copy into the pool", &to))?;
-        }
+        link_or_copy(&from, &to)?;
     }
     // The indices.
     let dists = dir.join("dists").join(&plan.distribution);
@@ -337,6 +355,49 @@ pub fn date_key(date: &str) -> Option<(u32, u32, u32, String)> {
     Some((year.parse().ok()?, m, day.parse().ok()?, (*time).to_owned()))
 }
 
+/// The seconds since the epoch of an RFC 2822 date as Release files write
+/// it (`Sat, 10 Aug 2024 09:57:52 UTC`, or with `+0000`, `GMT`, `Z`);
+/// `None` when it does not parse.
+pub fn date_unix(date: &str) -> Option<i64> {
+    let (y, m, d, time) = date_key(date)?;
+    let zone = {
+        let words: Vec<&str> = date.split_whitespace().collect();
+        let i = usize::from(words.first().is_some_and(|w| w.ends_with(','))) + 4;
+        words.get(i).copied().unwrap_or("UTC")
+    };
+    let offset: i64 = match zone {
+        "UTC" | "GMT" | "Z" | "UT" => 0,
+        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let h: i64 = z[1..3].parse().ok()?;
+            let mi: i64 = z[3..5].parse().ok()?;
+            let v = h * 3600 + mi * 60;
+            if z.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    let mut hms = time.split(':');
+    let hh: i64 = hms.next()?.parse().ok()?;
+    let mm: i64 = hms.next()?.parse().ok()?;
+    let ss: i64 = hms.next().unwrap_or("0").parse().ok()?;
+    if m == 0 || m > 12 || d == 0 || d > 31 || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m, d) = (i64::from(y), i64::from(m), i64::from(d));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
 /// The newest of several Release dates (the first that parses if none
 /// compare).
 pub fn newest_date<'a>(dates: impl IntoIterator<Item = &'a str>) -> Option<String> {
@@ -363,6 +424,20 @@ mod tests {
             Some("Sun, 11 Aug 2024 08:00:00 UTC")
         );
         assert!(date_key("10 Zzz 2024 09:57:52").is_none());
+        assert_eq!(date_unix("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(
+            date_unix("Sat, 10 Aug 2024 09:57:52 UTC"),
+            Some(1_723_283_872)
+        );
+        assert_eq!(
+            date_unix("Sat, 10 Aug 2024 11:57:52 +0200"),
+            Some(1_723_283_872)
+        );
+        assert_eq!(
+            date_unix("Tue, 29 Feb 2000 00:00:00 UTC"),
+            Some(951_782_400)
+        );
+        assert_eq!(date_unix("Sat, 10 Aug 2024 09:57:52 XYZ"), None);
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! OpenPGP through Debian's tools: `gpgv` checks signatures (upstream
 //! Release files against the archive keyring, a darksite against its own
 //! key), `gpg` makes the darksite's key and signs its Release file. Every
-//! `gpg` runs in a temporary `GNUPGHOME` whose agent is stopped afterwards;
-//! no secret is ever an argument.
+//! `gpg` runs in a `GNUPGHOME` of its own in a private directory of the
+//! runtime directory (`/run/kld` for root), whose agent is stopped
+//! afterwards, and which the next run sweeps up (agent first) if a kill
+//! left it; no secret is ever an argument.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use kld_exec::Cmd;
+use kld_fs::secret::PrivateDir;
 
 /// Why signing or checking a signature failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,33 +67,34 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SignError {
 
 /// Checks an inline-signed file (`InRelease`) against `keyring` (a binary
 /// OpenPGP keyring); returns the signed text and the signer's fingerprint.
+/// The policy is [`check_status`]'s.
 pub fn verify_inline(
     keyring: &Path,
     signed: &[u8],
     what: &str,
 ) -> Result<(Vec<u8>, String), SignError> {
     need(keyring, "keyring")?;
-    let tmp = tempfile::tempdir().map_err(io("cannot create a temporary directory"))?;
-    let file = tmp.path().join("InRelease");
+    let home = GpgHome::new(false)?;
+    let file = home.dir.join("InRelease");
     std::fs::write(&file, signed).map_err(io("cannot write a temporary file"))?;
     let out = Cmd::new("gpgv")
         .args(["--quiet", "--status-fd", "2", "--keyring"])
         .arg(keyring)
         .args(["--output", "-"])
         .arg(&file)
-        .env("GNUPGHOME", tmp.path())
+        .env("GNUPGHOME", &home.dir)
         .run()
         .map_err(|e| bad(e, what, keyring))?;
-    let fpr = valid_sig(&out.stderr).ok_or_else(|| SignError::BadSignature {
+    let fpr = check_status(&out.stderr).map_err(|detail| SignError::BadSignature {
         what: what.to_owned(),
         keyring: keyring.to_owned(),
-        detail: "gpgv reported no valid signature".into(),
+        detail,
     })?;
     Ok((out.stdout, fpr))
 }
 
 /// Checks a detached signature (`Release.gpg`) over `data`; returns the
-/// signer's fingerprint.
+/// signer's fingerprint. The policy is [`check_status`]'s.
 pub fn verify_detached(
     keyring: &Path,
     signature: &[u8],
@@ -98,8 +102,8 @@ pub fn verify_detached(
     what: &str,
 ) -> Result<String, SignError> {
     need(keyring, "keyring")?;
-    let tmp = tempfile::tempdir().map_err(io("cannot create a temporary directory"))?;
-    let (sig, file) = (tmp.path().join("Release.gpg"), tmp.path().join("Release"));
+    let home = GpgHome::new(false)?;
+    let (sig, file) = (home.dir.join("Release.gpg"), home.dir.join("Release"));
     std::fs::write(&sig, signature).map_err(io("cannot write a temporary file"))?;
     std::fs::write(&file, data).map_err(io("cannot write a temporary file"))?;
     let out = Cmd::new("gpgv")
@@ -107,38 +111,91 @@ pub fn verify_detached(
         .arg(keyring)
         .arg(&sig)
         .arg(&file)
-        .env("GNUPGHOME", tmp.path())
+        .env("GNUPGHOME", &home.dir)
         .run()
         .map_err(|e| bad(e, what, keyring))?;
-    valid_sig(&out.stderr).ok_or_else(|| SignError::BadSignature {
+    check_status(&out.stderr).map_err(|detail| SignError::BadSignature {
         what: what.to_owned(),
         keyring: keyring.to_owned(),
-        detail: "gpgv reported no valid signature".into(),
+        detail,
     })
 }
 
 fn bad(e: kld_exec::Error, what: &str, keyring: &Path) -> SignError {
     match e {
-        kld_exec::Error::Failed { stderr, .. } => SignError::BadSignature {
-            what: what.to_owned(),
-            keyring: keyring.to_owned(),
-            detail: stderr
-                .lines()
-                .filter(|l| !l.starts_with("[GNUPG:]"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        },
+        kld_exec::Error::Failed { stderr, .. } => {
+            // The policy's words when gpgv's status says why; else gpgv's.
+            let detail = check_status(stderr.as_bytes()).err().unwrap_or_else(|| {
+                stderr
+                    .lines()
+                    .filter(|l| !l.starts_with("[GNUPG:]"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            SignError::BadSignature {
+                what: what.to_owned(),
+                keyring: keyring.to_owned(),
+                detail,
+            }
+        }
         other => SignError::Exec(other),
     }
 }
 
-/// The fingerprint in gpg's `[GNUPG:] VALIDSIG` status line.
-fn valid_sig(status: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(status).lines().find_map(|l| {
-        l.strip_prefix("[GNUPG:] VALIDSIG ")
-            .and_then(|r| r.split_whitespace().next())
-            .map(str::to_owned)
-    })
+/// The signature policy, over gpgv's `--status-fd` lines; returns the
+/// primary fingerprint of the key that signed, or why the file is refused.
+///
+/// As apt does: every signature must be good (`GOODSIG` and `VALIDSIG`),
+/// and one is enough, except that a signature by a key the keyring does not
+/// hold (`ERRSIG` with `NO_PUBKEY`) vouches for nothing and is passed over.
+/// Any `BADSIG`, `EXPSIG` (an expired signature), `EXPKEYSIG` (a key that
+/// has expired), `REVKEYSIG` (a revoked key) or other `ERRSIG` refuses the
+/// file, whatever else it carries.
+pub fn check_status(status: &[u8]) -> Result<String, String> {
+    let text = String::from_utf8_lossy(status);
+    let mut good = false;
+    let mut valid: Option<String> = None;
+    let mut refused: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("[GNUPG:] ") else {
+            continue;
+        };
+        let mut w = rest.split_whitespace();
+        let key = w.next().unwrap_or("");
+        let words: Vec<&str> = w.collect();
+        let id = words.first().copied().unwrap_or("?");
+        match key {
+            "GOODSIG" => good = true,
+            // VALIDSIG FPR DATE TS EXPTS VER RES PKALGO HASHALGO CLASS PRIMARY-FPR
+            "VALIDSIG" => {
+                valid = Some(
+                    words
+                        .get(9)
+                        .or(words.first())
+                        .map(|s| (*s).to_owned())
+                        .unwrap_or_default(),
+                )
+            }
+            "BADSIG" => refused.push(format!("a bad signature by {id}")),
+            "EXPSIG" => refused.push(format!("an expired signature by {id}")),
+            "EXPKEYSIG" => refused.push(format!("a signature by {id}, a key that has expired")),
+            "REVKEYSIG" => refused.push(format!("a signature by {id}, a revoked key")),
+            // ERRSIG KEYID PKALGO HASHALGO CLASS TIME RC [FPR]; RC 9: no key.
+            "ERRSIG" if words.get(5) == Some(&"9") => {}
+            "ERRSIG" => refused.push(format!(
+                "a signature by {id} that cannot be checked (code {})",
+                words.get(5).unwrap_or(&"?")
+            )),
+            _ => {}
+        }
+    }
+    if !refused.is_empty() {
+        return Err(format!("gpgv reported {}", refused.join(", ")));
+    }
+    match valid {
+        Some(fpr) if good && !fpr.is_empty() => Ok(fpr),
+        _ => Err("gpgv reported no good, valid signature".into()),
+    }
 }
 
 fn need(path: &Path, what: &'static str) -> Result<(), SignError> {
@@ -152,43 +209,127 @@ fn need(path: &Path, what: &'static str) -> Result<(), SignError> {
     }
 }
 
-/// A gpg home of its own in a temporary directory; its agent is stopped
-/// and the directory removed on drop.
+/// The tag of the private directory that holds this process's gpg homes,
+/// `.kld-darksite-gpg-PID` in [`kld_fs::secret::runtime_dir`].
+pub const GPG_TAG: &str = "darksite-gpg";
+
+/// The private directory of this process's gpg homes, while any exists.
+static PARENT: Mutex<Weak<PrivateDir>> = Mutex::new(Weak::new());
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A gpg home of its own, `N` in this process's private directory
+/// (`/run/kld/.kld-darksite-gpg-PID` for root, `0700`, never a shared
+/// temporary directory); its agent is stopped and the directory removed
+/// on drop, and a later run's [`sweep`] does both for a killed process.
 struct GpgHome {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    agent: bool,
+    parent: Option<Arc<PrivateDir>>,
 }
 
 impl GpgHome {
-    fn new() -> Result<GpgHome, SignError> {
-        let dir = tempfile::Builder::new()
-            .prefix("kld-gpg-")
-            .tempdir()
-            .map_err(io("cannot create a temporary GNUPGHOME"))?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .map_err(io("cannot restrict the temporary GNUPGHOME"))?;
-        Ok(GpgHome { dir })
+    /// A new home; `agent` says whether gpg (which starts an agent) will
+    /// use it, rather than gpgv alone.
+    fn new(agent: bool) -> Result<GpgHome, SignError> {
+        sweep();
+        let parent = {
+            let mut held = PARENT.lock().unwrap_or_else(|p| p.into_inner());
+            match held.upgrade() {
+                Some(p) => p,
+                None => {
+                    let run = kld_fs::secret::runtime_dir()
+                        .map_err(io("cannot use the runtime directory for gpg"))?;
+                    let p = Arc::new(
+                        PrivateDir::create(&run, GPG_TAG)
+                            .map_err(io("cannot create a private GNUPGHOME"))?,
+                    );
+                    *held = Arc::downgrade(&p);
+                    p
+                }
+            }
+        };
+        let dir = parent
+            .path()
+            .join(SEQ.fetch_add(1, Ordering::SeqCst).to_string());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io("cannot create a private GNUPGHOME"))?;
+        Ok(GpgHome {
+            dir,
+            agent,
+            parent: Some(parent),
+        })
     }
 
     fn gpg(&self) -> Cmd {
         Cmd::new("gpg")
             .args(["--batch", "--no-tty", "--quiet"])
-            .env("GNUPGHOME", self.dir.path())
+            .env("GNUPGHOME", &self.dir)
     }
 }
 
 impl Drop for GpgHome {
     fn drop(&mut self) {
-        let _ = Cmd::new("gpgconf")
-            .args(["--kill", "all"])
-            .env("GNUPGHOME", self.dir.path())
-            .run();
+        if self.agent {
+            kill_agent(&self.dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The last home of the process takes the private directory with it,
+        // under the lock so that a new one is not made while it goes.
+        let _held = PARENT.lock().unwrap_or_else(|p| p.into_inner());
+        self.parent.take();
     }
 }
 
+fn kill_agent(home: &Path) {
+    let _ = Cmd::new("gpgconf")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--kill", "all"])
+        .run();
+}
+
+/// Removes the gpg homes that killed kdarksite processes left in
+/// [`kld_fs::secret::runtime_dir`], stopping their agents first; returns
+/// the directories removed. Every signer runs it before it makes its own.
+pub fn sweep() -> Vec<PathBuf> {
+    match kld_fs::secret::runtime_dir() {
+        Ok(run) => sweep_in(&run),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn sweep_in(run: &Path) -> Vec<PathBuf> {
+    PrivateDir::sweep(run, GPG_TAG, |dead| {
+        for home in std::fs::read_dir(dead).into_iter().flatten().flatten() {
+            kill_agent(&home.path());
+        }
+    })
+}
+
+/// Checks a secret key file before it is used (and before anything is
+/// fetched): it must exist and be readable by its owner alone.
+pub fn check_key(path: &Path) -> Result<(), SignError> {
+    let meta = std::fs::metadata(path).map_err(|_| SignError::Missing {
+        what: "signing key",
+        path: path.to_owned(),
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SignError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 /// Makes a new ed25519 signing key named `uid` and writes its secret part,
-/// armored, to `path` (created 0600, never overwritten).
+/// armored, to `path` (`0600` from its first byte, written atomically,
+/// never overwritten).
 pub fn generate_key(path: &Path, uid: &str) -> Result<String, SignError> {
-    let home = GpgHome::new()?;
+    let home = GpgHome::new(true)?;
     let params = format!(
         "%no-protection\nKey-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\nName-Real: {uid}\nExpire-Date: 0\n%commit\n"
     );
@@ -201,14 +342,15 @@ pub fn generate_key(path: &Path, uid: &str) -> Result<String, SignError> {
     if secret.is_empty() {
         return Err(SignError::NoSecretKey(path.to_owned()));
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(format!("cannot create the key file {}", path.display())))?;
-    f.write_all(&secret)
-        .and_then(|()| f.sync_all())
+    // Written whole or not at all (a kill leaves no empty key behind); the
+    // darksite's lock keeps two runs from making one at once.
+    if path.exists() {
+        return Err(SignError::Io {
+            what: format!("the key file {} exists already", path.display()),
+            source: std::io::ErrorKind::AlreadyExists.into(),
+        });
+    }
+    kld_fs::secret::write(path, &secret)
         .map_err(io(format!("cannot write the key file {}", path.display())))?;
     fingerprint(&home)
 }
@@ -245,18 +387,8 @@ impl Signer {
     /// Loads the secret key in `path` (which must not be readable by group
     /// or others).
     pub fn open(path: &Path) -> Result<Signer, SignError> {
-        let meta = std::fs::metadata(path).map_err(|_| SignError::Missing {
-            what: "signing key",
-            path: path.to_owned(),
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(SignError::KeyPermissions {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        let home = GpgHome::new()?;
+        check_key(path)?;
+        let home = GpgHome::new(true)?;
         home.gpg().arg("--import").arg(path).run()?;
         let fingerprint =
             fingerprint(&home).map_err(|_| SignError::NoSecretKey(path.to_owned()))?;
@@ -307,8 +439,27 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        let s = b"[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG ABC name\n[GNUPG:] VALIDSIG 0123ABCD 2024-01-01 1 0 4 0 22 10 00 0123ABCD\n";
-        assert_eq!(valid_sig(s).as_deref(), Some("0123ABCD"));
-        assert_eq!(valid_sig(b"[GNUPG:] BADSIG x\n"), None);
+        let good = "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG ABC name\n[GNUPG:] VALIDSIG 0123ABCD 2024-01-01 1 0 4 0 22 10 00 PRIMARY\n";
+        assert_eq!(check_status(good.as_bytes()).as_deref(), Ok("PRIMARY"));
+        assert!(check_status(b"[GNUPG:] BADSIG x\n").is_err());
+        for bad in [
+            "EXPKEYSIG ABC name",
+            "REVKEYSIG ABC name",
+            "EXPSIG ABC name",
+            "BADSIG ABC name",
+            "ERRSIG ABC 22 10 00 1700000000 4",
+        ] {
+            let text = format!("{good}[GNUPG:] {bad}\n");
+            let e = check_status(text.as_bytes()).unwrap_err();
+            assert!(e.contains("ABC"), "{bad}: {e}");
+        }
+        // A second signature by a key the keyring lacks vouches for nothing.
+        let other = format!("{good}[GNUPG:] NEWSIG\n[GNUPG:] ERRSIG DEF 22 10 00 1700000000 9\n[GNUPG:] NO_PUBKEY DEF\n");
+        assert_eq!(check_status(other.as_bytes()).as_deref(), Ok("PRIMARY"));
+        assert!(check_status(b"[GNUPG:] ERRSIG DEF 22 10 00 1700000000 9\n").is_err());
+        assert!(
+            check_status(b"[GNUPG:] VALIDSIG X\n").is_err(),
+            "VALIDSIG without GOODSIG"
+        );
     }
 }

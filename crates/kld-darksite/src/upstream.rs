@@ -48,6 +48,25 @@ pub enum UpstreamError {
         /// The suite asked for.
         wanted: String,
     },
+    /// The Release's `Valid-Until` has passed (a stale or frozen mirror), or
+    /// does not parse.
+    #[error("{url}: this Release was valid until {valid_until}, which has passed (a stale or frozen mirror serving an old, validly signed file): use an up-to-date mirror")]
+    Expired {
+        /// The URL.
+        url: String,
+        /// Its Valid-Until field.
+        valid_until: String,
+    },
+    /// A date field of the Release does not parse.
+    #[error("{url}: cannot read its {field} field {value:?}")]
+    BadDate {
+        /// The URL.
+        url: String,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// The Release lists no index for a component and architecture.
     #[error("{url}: lists no Packages index for {component}/binary-{arch}")]
     NoIndex {
@@ -129,6 +148,7 @@ pub fn fetch(
                 wanted: name.clone(),
             });
         }
+        check_valid_until(&release, &url, now())?;
         for component in &set.components {
             for arch in &set.architectures {
                 let index = packages(fetcher, &dists, &url, &release, component, arch, cache)?;
@@ -153,6 +173,32 @@ pub fn fetch(
     Ok((suites, sources))
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Refuses a Release whose `Valid-Until` (if it has one) is before `now`
+/// (seconds since the epoch), as apt does.
+pub fn check_valid_until(release: &Release, url: &str, now: i64) -> Result<(), UpstreamError> {
+    let Some(until) = &release.valid_until else {
+        return Ok(());
+    };
+    let t = crate::publish::date_unix(until).ok_or_else(|| UpstreamError::BadDate {
+        url: url.to_owned(),
+        field: "Valid-Until",
+        value: until.clone(),
+    })?;
+    if t < now {
+        return Err(UpstreamError::Expired {
+            url: url.to_owned(),
+            valid_until: until.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The verified Release text of a suite, its signer, and the URL it came
 /// from.
 fn release(
@@ -167,15 +213,16 @@ fn release(
             message: e.to_string(),
         })
     };
-    if let Some(signed) = fetcher.get_optional(&url)? {
+    let cap = crate::fetch::MAX_RELEASE;
+    if let Some(signed) = fetcher.get_optional(&url, cap)? {
         let (text, fpr) = sign::verify_inline(keyring, &signed, &url)?;
         return Ok((text_of(text, &url)?, fpr, url));
     }
     let url = format!("{dists}/Release");
-    let Some(text) = fetcher.get_optional(&url)? else {
+    let Some(text) = fetcher.get_optional(&url, cap)? else {
         return Err(UpstreamError::NoRelease(dists.to_owned()));
     };
-    let sig = fetcher.get(&format!("{url}.gpg"))?;
+    let sig = fetcher.get(&format!("{url}.gpg"), cap)?;
     let fpr = sign::verify_detached(keyring, &sig, &text, &url)?;
     Ok((text_of(text, &url)?, fpr, url))
 }

@@ -4,154 +4,21 @@
 //! rollback.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kld_darksite::build::{self, Options};
-use kld_darksite::fetch::{sha256_hex, Fetcher};
-use kld_darksite::publish::{gzip, release_text, Plan};
+use kld_darksite::fetch::Fetcher;
+use kld_darksite::publish::gzip;
 use kld_darksite::sign::{generate_key, Signer};
 use kld_darksite::{verify, Darksite, Error};
 
-struct Mirror {
-    dir: PathBuf,
-    keyring: PathBuf,
-    signer: Signer,
-}
-
-/// The mirror's packages after libc6's security update.
-const UPDATED: [(&str, &str, &str); 6] = [
-    (
-        "base-files",
-        "12",
-        "Essential: yes\nPriority: required\nDepends: libc6\n",
-    ),
-    ("libc6", "2.36-9+deb12u1", "Priority: optional\n"),
-    (
-        "apt",
-        "2.6.1",
-        "Priority: important\nDepends: libc6, gpgv | gpgv2\n",
-    ),
-    ("gpgv", "2.2.40-1", "Priority: optional\n"),
-    (
-        "openssh-server",
-        "1:9.2p1-2",
-        "Priority: optional\nPre-Depends: init-system-helpers\nDepends: libc6 (>= 2.36)\n",
-    ),
-    ("init-system-helpers", "1.65", "Priority: optional\n"),
-];
-
-fn deb(name: &str, version: &str, extra: &str, mirror: &Path) -> String {
-    let file = format!("pool/main/{}/{name}/{name}_{version}_amd64.deb", &name[..1]);
-    let data = format!("not really a deb: {name} {version}").into_bytes();
-    fs::create_dir_all(mirror.join(&file).parent().unwrap()).unwrap();
-    fs::write(mirror.join(&file), &data).unwrap();
-    format!(
-        "Package: {name}\nVersion: {version}\nArchitecture: amd64\n{extra}Filename: {file}\nSize: {}\nSHA256: {}\n",
-        data.len(),
-        sha256_hex(&data)
-    )
-}
-
-impl Mirror {
-    fn new(dir: &Path) -> Mirror {
-        let key = dir.join("upstream-key.asc");
-        generate_key(&key, "test archive").unwrap();
-        let signer = Signer::open(&key).unwrap();
-        let keyring = dir.join("upstream.gpg");
-        fs::write(&keyring, signer.public_key(false).unwrap()).unwrap();
-        let m = Mirror {
-            dir: dir.join("mirror"),
-            keyring,
-            signer,
-        };
-        m.publish(&[
-            (
-                "base-files",
-                "12",
-                "Essential: yes\nPriority: required\nDepends: libc6\n",
-            ),
-            ("libc6", "2.36-9", "Priority: optional\n"),
-            (
-                "apt",
-                "2.6.1",
-                "Priority: important\nDepends: libc6, gpgv | gpgv2\n",
-            ),
-            ("gpgv", "2.2.40-1", "Priority: optional\n"),
-            (
-                "openssh-server",
-                "1:9.2p1-2",
-                "Priority: optional\nPre-Depends: init-system-helpers\nDepends: libc6 (>= 2.36)\n",
-            ),
-            ("init-system-helpers", "1.65", "Priority: optional\n"),
-            ("unrelated", "1", "Priority: optional\n"),
-        ]);
-        m
-    }
-
-    /// Writes dists/t/{InRelease,Packages.gz} for these packages.
-    fn publish(&self, pkgs: &[(&str, &str, &str)]) {
-        self.publish_suite("t", false, pkgs);
-    }
-
-    /// Writes dists/SUITE/{InRelease,Packages.gz} (NotAutomatic, like
-    /// backports, when asked).
-    fn publish_suite(&self, suite: &str, not_automatic: bool, pkgs: &[(&str, &str, &str)]) {
-        let text: Vec<String> = pkgs
-            .iter()
-            .map(|(n, v, e)| deb(n, v, e, &self.dir))
-            .collect();
-        let text = text.join("\n").into_bytes();
-        let files = vec![
-            ("main/binary-amd64/Packages".to_owned(), text.clone()),
-            ("main/binary-amd64/Packages.gz".to_owned(), gzip(&text)),
-        ];
-        let dists = self.dir.join("dists").join(suite);
-        for (p, b) in &files {
-            fs::create_dir_all(dists.join(p).parent().unwrap()).unwrap();
-            fs::write(dists.join(p), b).unwrap();
-        }
-        let plan = Plan {
-            distribution: suite.into(),
-            label: "test".into(),
-            date: "Sat, 10 Aug 2024 09:57:52 UTC".into(),
-            architectures: vec!["amd64".into()],
-            entries: Vec::new(),
-        };
-        let mut release =
-            release_text(&plan, &files).replace("Components: \n", "Components: main\n");
-        if not_automatic {
-            release = release.replace("Date:", "NotAutomatic: yes\nDate:");
-        }
-        fs::write(
-            dists.join("InRelease"),
-            self.signer.clearsign(release.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-
-    fn set(&self, dir: &Path, packages: &str) -> PathBuf {
-        let path = dir.join("set.toml");
-        fs::write(
-            &path,
-            format!(
-                "name = \"test\"\ndistribution = \"t\"\npackages = [{packages}]\nkeyring = \"{}\"\n",
-                self.keyring.display()
-            ),
-        )
-        .unwrap();
-        path
-    }
-}
+mod common;
+use common::{Mirror, UPDATED};
 
 fn build(ds: &Darksite, set: &Path, mirror: &Mirror) -> Result<build::Report, Error> {
     let opts = Options {
-        mirror: mirror.url(),
-        key: None,
         jobs: 3,
+        ..Options::new(mirror.url())
     };
     build::build(ds, set, &opts, &Fetcher::new().attempts(1), &|_| {})
 }
@@ -265,7 +132,7 @@ fn build_verify_reproduce_corrupt_update_rollback() {
     assert_eq!(ds.releases(), [2, 3]);
 
     // Rollback puts 2 back; there is nothing before 2.
-    let rb = ds.rollback().unwrap();
+    let rb = ds.rollback(|_| {}).unwrap();
     assert_eq!((rb.from, rb.to), (3, 2));
     assert!(
         fs::read_to_string(ds.root().join("current/dists/t/main/binary-amd64/Packages"))
@@ -273,7 +140,7 @@ fn build_verify_reproduce_corrupt_update_rollback() {
             .contains("Version: 2.36-9\n")
     );
     assert!(ds
-        .rollback()
+        .rollback(|_| {})
         .unwrap_err()
         .to_string()
         .contains("nothing to roll back to"));

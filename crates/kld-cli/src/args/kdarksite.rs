@@ -115,6 +115,10 @@ pub struct BuildArgs {
     /// nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Build even from an upstream Release older than the one the last
+    /// build used (refused by default: a replayed or rolled-back mirror).
+    #[arg(long)]
+    pub allow_older: bool,
     /// No progress bar, even on a terminal.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -134,6 +138,10 @@ pub struct UpdateArgs {
     /// Resolve and print what would change; change nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Update even from an upstream Release older than the one the last
+    /// build used (refused by default: a replayed or rolled-back mirror).
+    #[arg(long)]
+    pub allow_older: bool,
     /// No progress bar, even on a terminal.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -23,18 +23,27 @@ fn main() -> ExitCode {
                 mirror: a.mirror.clone(),
                 key: a.key.clone(),
                 jobs: a.jobs.into(),
+                allow_older: a.allow_older,
+                waiting,
             };
             build_or_update(&Darksite::new(&a.out), &a.set, &opts, a.dry_run, a.quiet)
         }
         Command::Update(a) => {
             let ds = Darksite::new(&a.dir);
-            let (set, opts) = build::update_options(&ds, a.mirror.as_deref(), a.jobs.into())?;
+            let (set, mut opts) = build::update_options(&ds, a.mirror.as_deref(), a.jobs.into())?;
+            opts.allow_older = a.allow_older;
+            opts.waiting = waiting;
             build_or_update(&ds, &set, &opts, a.dry_run, a.quiet)
         }
         Command::Verify(a) => verify_cmd(&a),
         Command::Rollback(a) => rollback(&a),
         Command::Serve(a) => serve_cmd(&a),
     })
+}
+
+/// Says why nothing happens while another run holds the darksite.
+fn waiting(holder: &str) {
+    eprintln!("kdarksite: waiting for the darksite's lock, held by {holder}");
 }
 
 fn default_cache() -> PathBuf {
@@ -223,7 +232,7 @@ fn rollback(a: &RollbackArgs) -> Result<ExitCode, Failure> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let r = ds.rollback()?;
+    let r = ds.rollback(waiting)?;
     println!(
         "{}/current: releases/{} (was releases/{})",
         a.dir.display(),
