@@ -50,6 +50,7 @@ macro_rules! scenarios {
 
 scenarios! {
     kbe_environments,
+    kbe_faults,
     kst_health,
     kdf_space,
     kdir_datasets,

@@ -41,7 +41,8 @@ refuses 1 'cannot find the boot environment root' kbe --pool nopool list
 kbe --pool kb create --dry-run b a > plan
 grep -q '^lzc_snapshot kb/ROOT/a@kbe-b kb/ROOT/a/var@kbe-b kb/ROOT/a/var/lib@kbe-b' plan \
     || fail "plan: $(cat plan)"
-same "$(grep -c '^zfs clone' plan)" 3
+same "$(grep -c '^lzc_clone' plan)" 3
+grep -q "^zfs set 'kld:journal=create b kb/ROOT/a@kbe-b' kb/ROOT" plan || fail "plan: $(cat plan)"
 [ -z "$(snapshots kb/ROOT/a)" ] || fail "dry run took a snapshot"
 refuses 1 'does not exist' zfs list kb/ROOT/b
 
@@ -57,7 +58,8 @@ same "$(zfs get -H -p -o value createtxg kb/ROOT/a@kbe-b kb/ROOT/a/var/lib@kbe-b
 refuses 1 'already exists' kbe --pool kb create b a
 # A snapshot left with the name create would take: refused, nothing made.
 zfs snapshot kb/ROOT/a/var@kbe-clash
-refuses 1 'nothing had changed' kbe --pool kb create clash a
+refuses 1 'the 1 step(s) before it were undone' kbe --pool kb create clash a
+same "$(zfs get -H -o value kld:journal kb/ROOT)" -
 refuses 1 'does not exist' zfs list kb/ROOT/clash
 [ -z "$(snapshots kb/ROOT/a | grep clash)" ] || fail "a partial snapshot was left"
 zfs destroy kb/ROOT/a/var@kbe-clash
@@ -83,7 +85,7 @@ same "$(cut -f1,2 out | tr '\n' ' ')" "$(printf 'a\tB b\tR ')"
 
 # The next-boot and rollback BEs are protected.
 refuses 1 'the pool boots it next' kbe --pool kb destroy b
-refuses 1 'rollback target' kbe --pool kb destroy a
+refuses 1 'rollback target' kbe --pool kb rename a a2
 refuses 1 'the pool boots it next' kbe --pool kb rename b bb
 
 # rollback: back to a, and b becomes the rollback target.
@@ -133,7 +135,7 @@ zfs create -o canmount=noauto -o mountpoint=/ kb/ROOT/r
 for c in c1 c2 c3 c4; do zfs create -o canmount=noauto kb/ROOT/r/$c; done
 zfs create -o canmount=noauto -o reservation=600M kb/ROOT/r/c5
 before=$(zfs list -H -o name -t all -r kb | sort)
-refuses 1 'the 6 step(s) before it were undone' kbe --pool kb create r2 r
+refuses 1 'the 3 step(s) before it were undone' kbe --pool kb create r2 r
 same "$(zfs list -H -o name -t all -r kb | sort)" "$before"
 zfs destroy -r kb/ROOT/r
 

@@ -216,7 +216,7 @@ const VM_GROUPS: &[VmGroup] = &[
                 name: "kbe-create-activate-20-children",
                 what: "create + activate a boot environment with 20 child datasets",
                 baseline_is: "one process per step as beadm does: `zfs snapshot -r`, a `zfs clone` per dataset, `zpool set bootfs`",
-                ours_is: "`kbe create` + `kbe activate` (checks, property copy, rollback record included)",
+                ours_is: "`kbe create` + `kbe activate` (checks, lock, journal, property copy, rollback record included)",
                 prepare: "",
                 baseline: "zfs snapshot -r kbb/R2/src@b$r \
                            && zfs clone -o canmount=noauto -o mountpoint=/ kbb/R2/src@b$r kbb/R2/b$r \

@@ -10,6 +10,7 @@ use kld_zfs::{Plan, Step};
 
 use crate::change::Change;
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::name::BeName;
 use crate::state::{BootEnvironment, BootEnvironments, State, PREVIOUS_PROPERTY};
 
@@ -25,27 +26,43 @@ impl BootEnvironments {
         let state = self.state()?;
         let be = state.get(name)?;
         let mut change = Change::default();
+        if be.incomplete {
+            return Err(Error::Refused(format!(
+                "cannot activate boot environment {name}: it is incomplete (an interrupted kbe \
+                 create; the next kbe command that changes something removes it)"
+            )));
+        }
         if be.next_boot {
             change.note(format!("{name} already boots next; nothing to do"));
             return Ok(change);
         }
         let old = state.next_boot();
-        change.push(
-            self.record_previous(old.map(|b| &b.name))?,
-            self.record_previous(state.rollback_target().map(|b| &b.name))?,
-        );
-        for hook in hooks(self.hooks.as_deref())? {
-            let run = hook_plan(&hook, &state, Some(be), old);
-            let undo = match old {
-                Some(old) => hook_plan(&hook, &state, Some(old), Some(be)),
-                None => Plan::default(),
-            };
-            change.push(run, undo);
-        }
+        // The journal and the new rollback record in one `zfs set`: a kill
+        // after it leaves a journal that says what to undo.
+        let journal = Journal::Activate {
+            name: name.clone(),
+            previous: state.previous_record.clone(),
+        };
+        let mut record = match old {
+            Some(old) => self.journal_plan(
+                &journal,
+                &[Property::new(PREVIOUS_PROPERTY, old.name.as_str())?],
+            )?,
+            None => {
+                let mut plan = self.journal_plan(&journal, &[])?;
+                plan.extend(self.record_previous(None)?);
+                plan
+            }
+        };
+        let mut undo = self.record_previous(state.previous_record.as_ref())?;
+        undo.extend(self.clear_journal()?);
+        change.push(std::mem::take(&mut record), undo);
+        change.append(self.hooks_change(&state, be, old)?);
         change.push(
             self.zfs.set_bootfs(&state.pool, Some(&be.dataset)),
             Plan::default(),
         );
+        change.push(self.clear_journal()?, Plan::default());
         if be.canmount_noauto_missing() {
             change.note(format!(
                 "{} has canmount other than noauto: it may mount over the running system",
@@ -56,6 +73,26 @@ impl BootEnvironments {
             Some(old) => format!("{name} boots next; `kbe rollback` returns to {}", old.name),
             None => format!("{name} boots next"),
         });
+        Ok(change)
+    }
+
+    /// The hooks run for `new` replacing `old`, each undone by running it
+    /// the other way round.
+    pub(crate) fn hooks_change(
+        &self,
+        state: &State,
+        new: &BootEnvironment,
+        old: Option<&BootEnvironment>,
+    ) -> Result<Change> {
+        let mut change = Change::default();
+        for hook in hooks(self.hooks.as_deref())? {
+            let run = hook_plan(&hook, state, Some(new), old);
+            let undo = match old {
+                Some(old) => hook_plan(&hook, state, Some(old), Some(new)),
+                None => Plan::default(),
+            };
+            change.push(run, undo);
+        }
         Ok(change)
     }
 
@@ -77,6 +114,12 @@ impl BootEnvironments {
         let state = self.state()?;
         let be = state.get(from)?;
         state.refuse_protected(be, "rename")?;
+        if be.incomplete {
+            return Err(Error::Refused(format!(
+                "cannot rename boot environment {from}: it is incomplete (an interrupted kbe \
+                 create; the next kbe command that changes something removes it)"
+            )));
+        }
         let target = self.root.child(to.as_str())?;
         if state.taken.contains(&target) {
             return Err(Error::Refused(format!("{target} already exists")));
@@ -84,16 +127,6 @@ impl BootEnvironments {
         let mut change = Change::default();
         change.push(self.zfs.rename(&be.dataset, &target), Plan::default());
         Ok(change)
-    }
-
-    fn record_previous(&self, previous: Option<&BeName>) -> Result<Plan> {
-        Ok(match previous {
-            Some(name) => self.zfs.set(
-                &self.root,
-                &[Property::new(PREVIOUS_PROPERTY, name.as_str())?],
-            ),
-            None => self.zfs.inherit(&self.root, PREVIOUS_PROPERTY, false)?,
-        })
     }
 }
 

@@ -32,6 +32,12 @@ impl Change {
         }
     }
 
+    /// Adds the steps and notes of another change after these.
+    pub(crate) fn append(&mut self, other: Change) {
+        self.actions.extend(other.actions);
+        self.notes.extend(other.notes);
+    }
+
     /// Adds a remark for the user (what was decided, what to watch).
     pub(crate) fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());

@@ -5,12 +5,13 @@
 use kld_zfs::name::{DatasetName, SnapshotName};
 use kld_zfs::parse::Source as PropertySource;
 use kld_zfs::props::Property;
-use kld_zfs::{Depth, Kind, Snapshot};
+use kld_zfs::{CloneSpec, Depth, Kind, Plan, Snapshot};
 
 use crate::change::Change;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, JOURNAL_PROPERTY};
 use crate::name::BeName;
-use crate::state::{strip_altroot, BootEnvironments, PREVIOUS_PROPERTY};
+use crate::state::{running_root, strip_altroot, BootEnvironments, PREVIOUS_PROPERTY};
 
 /// The prefix of the snapshots `create` takes; `destroy` removes an origin
 /// snapshot only if it has this prefix (and nothing else uses it).
@@ -26,6 +27,7 @@ const NOT_COPIED: &[&str] = &[
     "keylocation",
     "pbkdf2iters",
     PREVIOUS_PROPERTY,
+    JOURNAL_PROPERTY,
 ];
 
 /// What a new boot environment is made from.
@@ -73,15 +75,32 @@ impl Source {
 }
 
 impl BootEnvironments {
-    /// Plans a new boot environment `name` from `source`: one snapshot of the
-    /// source tree in one transaction group (unless a snapshot was named),
-    /// then a clone of each dataset, parents first, with the source's own
-    /// properties; the new root gets `mountpoint=/` and `canmount=noauto`,
-    /// its children `canmount=noauto` (or `off` where the source has `off`),
-    /// so nothing mounts over the running system. If a step fails, what was
-    /// made is destroyed again.
+    /// Plans a new boot environment `name` from `source`, as one journaled
+    /// operation: the journal on the root names it first (from then on it
+    /// is listed as incomplete and cannot be activated); one snapshot of
+    /// the source tree in one transaction group (unless a snapshot was
+    /// named); a clone of each dataset with the source's own properties
+    /// and `canmount=noauto` (or `off` where the source has `off`) in the
+    /// same `lzc_clone` call, parents first, the datasets of one level at
+    /// the same time; the new root's `mountpoint=/` then; the journal's
+    /// clearing last. Nothing mounts over the running system, and no
+    /// bootloader sees the new boot environment before it is whole. If a
+    /// step fails, what was made is destroyed again; if the run is killed,
+    /// the next [`recovery`](Self::recovery) removes it.
     pub fn create(&self, name: &BeName, source: &Source) -> Result<Change> {
-        let state = self.state()?;
+        // The source's own properties are read while the state is.
+        let guess = self.source_dataset(source);
+        let (state, early_props) = std::thread::scope(|s| {
+            let props = guess
+                .as_ref()
+                .map(|from| s.spawn(move || self.zfs.own_properties(&[from.as_str()], true)));
+            let state = self.state();
+            (
+                state,
+                props.map(|p| p.join().expect("the property query does not panic")),
+            )
+        });
+        let state = state?;
         let target = self.root.child(name.as_str())?;
         if state.taken.contains(&target) {
             return Err(Error::Refused(format!(
@@ -113,6 +132,13 @@ impl BootEnvironments {
             }
             Source::Snapshot(snap) => (snap.dataset(), Some(snap.short().to_owned()), None),
         };
+        if let Some(be) = be.filter(|b| b.incomplete) {
+            return Err(Error::Refused(format!(
+                "cannot create from boot environment {}: it is incomplete (an interrupted kbe \
+                 create; the next kbe command that changes something removes it)",
+                be.name
+            )));
+        }
         if target.is_within(&from) || self.root.is_within(&from) {
             return Err(Error::Refused(format!(
                 "cannot make a boot environment of {from}: it contains the boot environment root"
@@ -155,13 +181,7 @@ impl BootEnvironments {
             .iter()
             .map(|d| d.snapshot(&short))
             .collect::<Result<_, _>>()?;
-        let mut change = Change::default();
-        if take {
-            change.push(
-                self.zfs.snapshot(&origins),
-                self.zfs.destroy_snapshots(&origins),
-            );
-        } else {
+        if !take {
             let missing: Vec<String> = tree
                 .iter()
                 .filter(|d| !has(d))
@@ -174,7 +194,25 @@ impl BootEnvironments {
                 )));
             }
         }
-        let props = self.zfs.own_properties(&[from.as_str()], true)?;
+        let props = match early_props {
+            Some(props) if guess.as_ref() == Some(&from) => props?,
+            _ => self.zfs.own_properties(&[from.as_str()], true)?,
+        };
+        let mut change = Change::default();
+        let journal = Journal::Create {
+            name: name.clone(),
+            snapshot: take.then(|| origins[0].clone()),
+        };
+        change.push(self.journal_plan(&journal, &[])?, self.clear_journal()?);
+        if take {
+            change.push(
+                self.zfs.snapshot(&origins),
+                self.zfs.destroy_snapshots(&origins),
+            );
+        }
+        // Each clone with its properties, by depth: the new root (whose
+        // destruction undoes all of them) first, then one level at a time.
+        let mut levels: Vec<(usize, Vec<CloneSpec>)> = Vec::new();
         for (ds, origin) in tree.iter().zip(&origins) {
             let rel = &ds.as_str()[from.as_str().len()..];
             let new = DatasetName::new(format!("{target}{rel}"))?;
@@ -186,7 +224,6 @@ impl BootEnvironments {
             };
             let mut set = Vec::new();
             if ds == &from {
-                set.push(Property::new("mountpoint", "/")?);
                 set.push(Property::new("canmount", "noauto")?);
             } else {
                 let canmount = if own("canmount") == Some("off") {
@@ -213,11 +250,31 @@ impl BootEnvironments {
             }) {
                 set.push(Property::new(&v.property, &v.value)?);
             }
-            change.push(
-                self.zfs.clone_snapshot(origin, &new, &set),
-                self.zfs.destroy(&new, false),
-            );
+            let spec = CloneSpec {
+                snapshot: origin.clone(),
+                target: new.clone(),
+                props: set,
+            };
+            let depth = new.depth();
+            match levels.iter_mut().find(|(d, _)| *d == depth) {
+                Some((_, level)) => level.push(spec),
+                None => levels.push((depth, vec![spec])),
+            }
         }
+        levels.sort_by_key(|(d, _)| *d);
+        for (i, (_, level)) in levels.iter().enumerate() {
+            let undo = if i == 0 {
+                self.zfs.destroy(&target, true)
+            } else {
+                Plan::default()
+            };
+            change.push(self.zfs.clone_all(level), undo);
+        }
+        change.push(
+            self.zfs.set(&target, &[Property::new("mountpoint", "/")?]),
+            Plan::default(),
+        );
+        change.push(self.clear_journal()?, Plan::default());
         change.note(format!(
             "{name} is a clone of {from}@{short}{}; boot it with: kbe activate {name}",
             if tree.len() > 1 {
@@ -227,6 +284,22 @@ impl BootEnvironments {
             }
         ));
         Ok(change)
+    }
+
+    /// The dataset `source` names, where that is known without the state
+    /// (to read its properties at the same time as the state).
+    fn source_dataset(&self, source: &Source) -> Option<DatasetName> {
+        match source {
+            Source::Running => kld_zfs::mounts::read_mounts()
+                .ok()
+                .and_then(|m| running_root(&m))
+                .map(|(d, _)| d),
+            Source::Environment(be) | Source::EnvironmentSnapshot(be, _) => {
+                self.root.child(be.as_str()).ok()
+            }
+            Source::Dataset(ds) => Some(ds.clone()),
+            Source::Snapshot(snap) => Some(snap.dataset()),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use kld_zfs::Plan;
 use crate::change::Change;
 use crate::create::SNAPSHOT_PREFIX;
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::name::BeName;
 use crate::state::{BootEnvironment, BootEnvironments, State};
 
@@ -37,12 +38,18 @@ impl BootEnvironments {
     /// environments cloned from its snapshots are promoted first (they take
     /// over the snapshots they need); its origin snapshots are destroyed
     /// afterwards when they were made by `create` and nothing else uses or
-    /// holds them. Refused for the running, next-boot and rollback boot
-    /// environments and for one that is mounted.
+    /// holds them. Refused for the running and next-boot boot environments
+    /// and for one that is mounted. The rollback target, named, is
+    /// destroyed and the record cleared first (a rollback has nowhere to go
+    /// then); [`prune_selection`](Self::prune_selection) never chooses it.
+    ///
+    /// The change is journaled: the journal names the boot environment and
+    /// the origin snapshots to remove, so that a killed destroy is finished
+    /// by the next [`recovery`](Self::recovery).
     pub fn destroy(&self, name: &BeName) -> Result<Change> {
         let state = self.state()?;
         let be = state.get(name)?;
-        state.refuse_protected(be, "destroy")?;
+        state.refuse_booted(be, "destroy")?;
         if let Some(d) = be.datasets.iter().find(|d| d.mounted_at.is_some()) {
             return Err(Error::Refused(format!(
                 "cannot destroy boot environment {name}: {} is mounted at {} (kbe unmount {name})",
@@ -50,10 +57,31 @@ impl BootEnvironments {
                 d.mounted_at.as_ref().expect("found mounted").display()
             )));
         }
-        self.destroy_change(be)
+        let mut change = Change::default();
+        let journal = |snapshots: &[SnapshotName]| Journal::Destroy {
+            name: name.clone(),
+            snapshots: snapshots.to_vec(),
+        };
+        let (steps, remove) = self.destroy_change(be)?;
+        change.push(
+            self.journal_plan(&journal(&remove), &[])?,
+            self.clear_journal()?,
+        );
+        if be.rollback_target {
+            change.push(self.record_previous(None)?, Plan::default());
+            change.note(format!(
+                "{name} was the rollback target: the record is cleared (kbe rollback has no \
+                 target until the next kbe activate)"
+            ));
+        }
+        change.append(steps);
+        change.push(self.clear_journal()?, Plan::default());
+        Ok(change)
     }
 
-    fn destroy_change(&self, be: &BootEnvironment) -> Result<Change> {
+    /// The promotions and destroys that remove `be`, and the origin
+    /// snapshots among them.
+    fn destroy_change(&self, be: &BootEnvironment) -> Result<(Change, Vec<SnapshotName>)> {
         let snaps = self.zfs.snapshots(&[&be.dataset], true)?;
         let mut change = Change::default();
         // Origin snapshots that may go afterwards, with the clones and holds
@@ -132,7 +160,7 @@ impl BootEnvironments {
             }
         }
         change.push(self.zfs.destroy_snapshots(&remove), Plan::default());
-        Ok(change)
+        Ok((change, remove))
     }
 
     /// Chooses the boot environments `policy` prunes. The running, next-boot
@@ -183,6 +211,7 @@ mod tests {
             active: false,
             next_boot: false,
             rollback_target: false,
+            incomplete: false,
             created,
             used: 0,
             referenced: 0,
@@ -199,6 +228,8 @@ mod tests {
             bootfs: None,
             altroot: None,
             environments: envs,
+            journal: None,
+            previous_record: None,
             taken: Default::default(),
         }
     }
@@ -241,5 +272,27 @@ mod tests {
             now: 1000,
         };
         assert!(select(&s, &both).destroy.is_empty());
+    }
+
+    #[test]
+    fn the_rollback_target_is_kept_by_prune_but_may_be_destroyed_by_name() {
+        let mut target = be("r", 100);
+        target.rollback_target = true;
+        let mut next = be("n", 10);
+        next.next_boot = true;
+        let s = state(vec![target.clone(), be("x", 50), next.clone()]);
+        let all = PrunePolicy {
+            older_than: None,
+            keep: Some(0),
+            now: 1000,
+        };
+        let sel = select(&s, &all);
+        assert_eq!(names(&sel.destroy), ["x"]);
+        assert!(sel
+            .protected
+            .iter()
+            .any(|(n, why)| n.as_str() == "r" && why.contains("rollback target")));
+        assert!(s.refuse_booted(&target, "destroy").is_ok());
+        assert!(s.refuse_booted(&next, "destroy").is_err());
     }
 }

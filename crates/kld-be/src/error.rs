@@ -27,6 +27,14 @@ pub enum Error {
     /// nothing ran.
     #[error("{0}")]
     Refused(String),
+    /// Another kbe run holds the pool's lock; nothing ran.
+    #[error("another kbe command is changing pool {pool}: its lock is held by {holder}")]
+    Busy {
+        /// The pool.
+        pool: String,
+        /// Who holds the lock (`pid N (kbe create b)`).
+        holder: String,
+    },
     /// A ZFS query or a single step failed.
     #[error(transparent)]
     Zfs(#[from] kld_zfs::Error),

@@ -35,6 +35,7 @@ mod change;
 mod create;
 mod destroy;
 mod error;
+mod journal;
 mod mount;
 mod name;
 mod state;
@@ -43,6 +44,8 @@ pub use change::Change;
 pub use create::{Source, SNAPSHOT_PREFIX};
 pub use destroy::{PrunePolicy, PruneSelection};
 pub use error::{Error, Result};
+pub use journal::{Journal, JOURNAL_PROPERTY};
+pub use kld_fs::lock::Lock;
 pub use name::{BeName, MAX_LEN};
 pub use state::{
     BootEnvironment, BootEnvironments, Dataset, Locate, SharedDataset, State, PREVIOUS_PROPERTY,

@@ -24,6 +24,12 @@ impl BootEnvironments {
                 "{name} is the running boot environment; it is mounted at /"
             )));
         }
+        if be.incomplete {
+            return Err(Error::Refused(format!(
+                "cannot mount boot environment {name}: it is incomplete (an interrupted kbe \
+                 create; the next kbe command that changes something removes it)"
+            )));
+        }
         if let Some(d) = be.datasets.iter().find(|d| d.mounted_at.is_some()) {
             return Err(Error::Refused(format!(
                 "{} is already mounted at {}",

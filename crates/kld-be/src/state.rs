@@ -11,6 +11,7 @@ use kld_zfs::parse::Row;
 use kld_zfs::{Depth, Kind, Zfs};
 
 use crate::error::{Error, Result};
+use crate::journal::{Journal, JOURNAL_PROPERTY};
 use crate::name::BeName;
 
 /// The user property on the boot environment root that records the boot
@@ -27,6 +28,7 @@ const COLUMNS: &[&str] = &[
     "referenced",
     "origin",
     PREVIOUS_PROPERTY,
+    JOURNAL_PROPERTY,
 ];
 
 /// Package databases that must travel with the system they describe.
@@ -81,6 +83,10 @@ pub struct BootEnvironment {
     pub next_boot: bool,
     /// Whether `rollback` would activate it.
     pub rollback_target: bool,
+    /// Whether it is half made: an interrupted `create` (recorded in the
+    /// journal) that the next change finishes or removes. It is never
+    /// activated, mounted, renamed or cloned.
+    pub incomplete: bool,
     /// When its root dataset was created, seconds since the epoch.
     pub created: u64,
     /// Space it uses, children and snapshots included.
@@ -119,6 +125,13 @@ pub struct State {
     pub altroot: Option<String>,
     /// The boot environments, by name.
     pub environments: Vec<BootEnvironment>,
+    /// The operation a killed kbe run left unfinished, if any (see
+    /// [`BootEnvironments::recovery`]).
+    pub journal: Option<Journal>,
+    /// The rollback record as written (it may name a boot environment that
+    /// is gone).
+    #[serde(skip)]
+    pub(crate) previous_record: Option<BeName>,
     /// Every file system under the root (boot environments or not), to
     /// refuse names that are taken without asking ZFS again.
     #[serde(skip)]
@@ -156,12 +169,22 @@ impl State {
     /// Refuses when `be` is running, boots next, or is the rollback target:
     /// `doing` says what was asked (e.g. "destroy").
     pub(crate) fn refuse_protected(&self, be: &BootEnvironment, doing: &str) -> Result<()> {
+        if be.rollback_target && !be.active && !be.next_boot {
+            return Err(Error::Refused(format!(
+                "cannot {doing} boot environment {}: it is the rollback target (activate or \
+                 roll back first, or destroy it by name)",
+                be.name
+            )));
+        }
+        self.refuse_booted(be, doing)
+    }
+
+    /// Refuses when `be` is running or boots next.
+    pub(crate) fn refuse_booted(&self, be: &BootEnvironment, doing: &str) -> Result<()> {
         let why = if be.active {
             "it is the running boot environment"
         } else if be.next_boot {
             "the pool boots it next (activate another one first)"
-        } else if be.rollback_target {
-            "it is the rollback target (activate or roll back first)"
         } else {
             return Ok(());
         };
@@ -330,6 +353,7 @@ fn build_state(
             .map(|m| m.target.clone())
     };
     let mut previous = None;
+    let mut journal = None;
     let mut datasets = Vec::new();
     let mut taken = BTreeSet::new();
     for row in rows {
@@ -340,18 +364,27 @@ fn build_state(
                 None | Some("-") | Some("") => None,
                 Some(v) => BeName::new(v).ok(),
             };
+            journal = row.get(JOURNAL_PROPERTY).and_then(Journal::parse);
             continue;
         }
         datasets.push((name, row));
     }
+    let creating = match &journal {
+        Some(Journal::Create { name, .. }) => Some(name),
+        _ => None,
+    };
     let mut environments = Vec::new();
     for (name, row) in &datasets {
-        if name.parent().as_ref() != Some(root) || mountpoint(row) != "/" {
+        if name.parent().as_ref() != Some(root) {
             continue;
         }
         let Ok(be_name) = BeName::new(name.basename()) else {
             continue; // not a name kbe can address; left alone
         };
+        let incomplete = creating == Some(&be_name);
+        if mountpoint(row) != "/" && !incomplete {
+            continue;
+        }
         let tree: Vec<Dataset> = datasets
             .iter()
             .filter(|(d, _)| d.is_within(name))
@@ -368,6 +401,7 @@ fn build_state(
             active: running.as_ref() == Some(name),
             next_boot: bootfs.as_ref() == Some(name),
             rollback_target: previous.as_ref() == Some(&be_name),
+            incomplete,
             name: be_name,
             dataset: name.clone(),
             created: n("creation").map_err(kld_zfs::Error::from)?,
@@ -385,6 +419,8 @@ fn build_state(
         bootfs,
         altroot,
         environments,
+        journal,
+        previous_record: previous,
         taken,
     })
 }
@@ -449,16 +485,20 @@ mod tests {
     }
 
     const LIST: &str = "\
-rpool/ROOT\tnone\toff\t100\t300\t24\t-\ta
-rpool/ROOT/a\t/\tnoauto\t110\t200\t100\t-\ta
-rpool/ROOT/a/var\t/var\tnoauto\t111\t50\t50\t-\ta
-rpool/ROOT/b\t/\tnoauto\t120\t10\t100\trpool/ROOT/a@kbe-b\ta
-rpool/ROOT/b/var\t/var\tnoauto\t120\t1\t50\trpool/ROOT/a/var@kbe-b\ta
-rpool/ROOT/data\t/data\ton\t130\t1\t1\t-\ta
+rpool/ROOT\tnone\toff\t100\t300\t24\t-\ta\t-
+rpool/ROOT/a\t/\tnoauto\t110\t200\t100\t-\ta\t-
+rpool/ROOT/a/var\t/var\tnoauto\t111\t50\t50\t-\ta\t-
+rpool/ROOT/b\t/\tnoauto\t120\t10\t100\trpool/ROOT/a@kbe-b\ta\t-
+rpool/ROOT/b/var\t/var\tnoauto\t120\t1\t50\trpool/ROOT/a/var@kbe-b\ta\t-
+rpool/ROOT/data\t/data\ton\t130\t1\t1\t-\ta\t-
 ";
 
     fn state(mountinfo: &str, bootfs: &str) -> State {
-        let rows = parse_list("zfs list", LIST, &columns()).unwrap();
+        state_of(LIST, mountinfo, bootfs)
+    }
+
+    fn state_of(list: &str, mountinfo: &str, bootfs: &str) -> State {
+        let rows = parse_list("zfs list", list, &columns()).unwrap();
         let mounts = parse_mountinfo(mountinfo).unwrap();
         let bootfs = Some(DatasetName::new(bootfs).unwrap());
         build_state(
@@ -488,6 +528,25 @@ rpool/ROOT/data\t/data\ton\t130\t1\t1\t-\ta
         assert_eq!(b.origin.as_deref(), Some("rpool/ROOT/a@kbe-b"));
         assert_eq!(s.active().unwrap().name.as_str(), "a");
         assert!(s.refuse_protected(a, "destroy").is_err());
+    }
+
+    /// Issue 17 #6: a boot environment the journal says is being created
+    /// is listed as incomplete, even before it has `mountpoint=/`.
+    #[test]
+    fn a_boot_environment_being_created_is_incomplete() {
+        let list = "\
+rpool/ROOT\tnone\toff\t100\t300\t24\t-\t-\tcreate c rpool/ROOT/a@kbe-c
+rpool/ROOT/a\t/\tnoauto\t110\t200\t100\t-\t-\t-
+rpool/ROOT/c\tnone\tnoauto\t120\t10\t100\trpool/ROOT/a@kbe-c\t-\t-
+";
+        let s = state_of(list, "1 0 0:1 / / rw - rootfs rootfs rw\n", "rpool/ROOT/a");
+        let names: Vec<(&str, bool)> = s
+            .environments
+            .iter()
+            .map(|b| (b.name.as_str(), b.incomplete))
+            .collect();
+        assert_eq!(names, [("a", false), ("c", true)]);
+        assert!(matches!(&s.journal, Some(Journal::Create { name, .. }) if name.as_str() == "c"));
     }
 
     #[test]

@@ -44,4 +44,4 @@ mod zfs;
 
 pub use error::{Error, Result};
 pub use plan::{Plan, Step};
-pub use zfs::{Depth, Kind, Snapshot, Zfs, DATASETS};
+pub use zfs::{CloneSpec, Depth, Kind, Snapshot, Zfs, DATASETS};

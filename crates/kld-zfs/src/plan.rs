@@ -26,6 +26,9 @@ pub enum Step {
         /// The new dataset.
         target: DatasetName,
     },
+    /// Make these clones (parents existing) at the same time through
+    /// libzfs_core, each with its properties in its `lzc_clone` call.
+    LzcClones(Vec<crate::zfs::CloneSpec>),
     /// Run a channel program: `cmd` followed by the script's path and
     /// `args`; the script is written to a private temporary file first.
     Program {
@@ -54,6 +57,19 @@ impl fmt::Display for Step {
                 names(snaps)
             ),
             Step::LzcClone { snapshot, target } => write!(f, "lzc_clone {snapshot} {target}"),
+            Step::LzcClones(clones) => {
+                let lines: Vec<String> = clones
+                    .iter()
+                    .map(|c| {
+                        let mut line = format!("lzc_clone {} {}", c.snapshot, c.target);
+                        for p in &c.props {
+                            line.push_str(&format!(" -o {}", kld_exec::quote(&p.to_string())));
+                        }
+                        line
+                    })
+                    .collect();
+                f.write_str(&lines.join("\n"))
+            }
             Step::Program {
                 cmd, name, args, ..
             } => {
@@ -128,6 +144,7 @@ fn run_step(step: &Step) -> Result<()> {
         Step::LzcSnapshot(snaps) => lzc::snapshot(snaps),
         Step::LzcDestroySnapshots(snaps) => lzc::destroy_snapshots(snaps),
         Step::LzcClone { snapshot, target } => lzc::clone(snapshot, target),
+        Step::LzcClones(clones) => lzc::clone_all(clones),
         Step::Program {
             cmd, source, args, ..
         } => {

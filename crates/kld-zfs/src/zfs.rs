@@ -83,6 +83,18 @@ const SNAPSHOT_COLUMNS: &[&str] = &[
     "clones",
 ];
 
+/// One clone to make: its origin, the new dataset, and the properties it
+/// gets at birth (in the same ioctl through libzfs_core).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneSpec {
+    /// The snapshot cloned.
+    pub snapshot: SnapshotName,
+    /// The new dataset.
+    pub target: DatasetName,
+    /// Its properties.
+    pub props: Vec<Property>,
+}
+
 /// Talks to ZFS: libzfs_core (through libzetta) for what it covers, the
 /// `zfs` and `zpool` commands for the rest.
 #[derive(Debug, Clone)]
@@ -493,6 +505,32 @@ impl Zfs {
             cmd = cmd.arg("-o").arg(p.to_string());
         }
         Plan::new(vec![Step::Run(cmd.arg(snap).arg(target))])
+    }
+
+    /// Makes every clone of `clones` (whose parents must all exist already:
+    /// one level of a tree at a time), unmounted, each with its properties
+    /// set at birth. Through libzfs_core: one `lzc_clone` each, all at the
+    /// same time (their sync tasks share transaction groups), no process;
+    /// otherwise a `zfs clone -o ...` each, one after another.
+    pub fn clone_all(&self, clones: &[CloneSpec]) -> Plan {
+        if clones.is_empty() {
+            return Plan::default();
+        }
+        if self.lzc {
+            return Plan::new(vec![Step::LzcClones(clones.to_vec())]);
+        }
+        Plan::new(
+            clones
+                .iter()
+                .map(|c| {
+                    let mut cmd = self.zfs().arg("clone");
+                    for p in &c.props {
+                        cmd = cmd.arg("-o").arg(p.to_string());
+                    }
+                    Step::Run(cmd.arg(&c.snapshot).arg(&c.target))
+                })
+                .collect(),
+        )
     }
 
     /// Clones `snap` as each of `targets`, leaving them unmounted: through

@@ -183,6 +183,61 @@ fn inside() {
         assert_eq!(zfs.get_one(k, "origin").unwrap(), "api/a/b@t");
         assert_eq!(zfs.get_one(k, "mounted").unwrap(), "no");
     }
+    // Clones with their properties in the lzc_clone nvlist (strings,
+    // numbers and index values), several at once; and the same through
+    // `zfs clone -o`.
+    let props = |canmount: &str| {
+        [
+            "compression=zstd",
+            "recordsize=16384",
+            "kld:note=a b",
+            "mountpoint=/elsewhere",
+        ]
+        .iter()
+        .map(|p| kld_zfs::props::Property::parse(p).unwrap())
+        .chain([kld_zfs::props::Property::new("canmount", canmount).unwrap()])
+        .collect::<Vec<_>>()
+    };
+    for (engine, prefix) in [(&zfs, "api/p"), (&cli, "api/q")] {
+        let specs: Vec<kld_zfs::CloneSpec> = (0..3)
+            .map(|i| kld_zfs::CloneSpec {
+                snapshot: snap("api/a/b@t"),
+                target: ds(&format!("{prefix}{i}")),
+                props: props(if i == 0 { "off" } else { "noauto" }),
+            })
+            .collect();
+        let plan = engine.clone_all(&specs);
+        assert_eq!(plan.to_string().lines().count(), 3, "{plan}");
+        plan.run().unwrap();
+        for (i, spec) in specs.iter().enumerate() {
+            let t = spec.target.as_str();
+            assert_eq!(zfs.get_one(t, "compression").unwrap(), "zstd");
+            assert_eq!(zfs.get_one(t, "recordsize").unwrap(), "16384");
+            assert_eq!(zfs.get_one(t, "kld:note").unwrap(), "a b");
+            assert_eq!(zfs.get_one(t, "mountpoint").unwrap(), "/elsewhere");
+            let canmount = if i == 0 { "off" } else { "noauto" };
+            assert_eq!(zfs.get_one(t, "canmount").unwrap(), canmount);
+            assert_eq!(zfs.get_one(t, "mounted").unwrap(), "no");
+            zfs.destroy(&spec.target, false).run().unwrap();
+        }
+    }
+    // One that fails (its parent does not exist) fails the step; the
+    // others are made.
+    let specs = [
+        kld_zfs::CloneSpec {
+            snapshot: snap("api/a/b@t"),
+            target: ds("api/nope/x"),
+            props: Vec::new(),
+        },
+        kld_zfs::CloneSpec {
+            snapshot: snap("api/a/b@t"),
+            target: ds("api/y"),
+            props: Vec::new(),
+        },
+    ];
+    assert!(zfs.clone_all(&specs).run().is_err());
+    assert!(zfs.exists("api/y").unwrap() && !zfs.exists("api/nope/x").unwrap());
+    zfs.destroy(&ds("api/y"), false).run().unwrap();
     zfs.clone_snapshot(&snap("api/a/b@t"), &ds("api/m"), &[])
         .run()
         .unwrap();

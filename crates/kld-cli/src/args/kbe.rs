@@ -77,7 +77,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List boot environments: flags N (running now), R (boots on reboot),
-    /// B (where rollback goes).
+    /// B (where rollback goes), I (incomplete: an interrupted create, which
+    /// the next kbe change removes).
     List(List),
     /// Print the name of the running boot environment.
     Current(Current),

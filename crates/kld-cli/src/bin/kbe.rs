@@ -15,6 +15,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     run("kbe", || {
         let bes = locate(&cli)?;
+        let dry_run = match &cli.command {
+            Command::List(_) | Command::Current(_) => None,
+            Command::Create(a) => Some(a.dry_run),
+            Command::Activate(a) | Command::Destroy(a) | Command::Unmount(a) => Some(a.dry_run),
+            Command::Rollback(a) => Some(a.dry_run),
+            Command::Rename(a) => Some(a.dry_run),
+            Command::Mount(a) => Some(a.dry_run),
+            Command::Prune(a) => Some(a.dry_run),
+        };
+        // Every change holds the pool's lock, and first finishes or undoes
+        // what a killed run left.
+        let _lock = match dry_run {
+            Some(false) => Some(prepare(&bes)?),
+            Some(true) => {
+                announce_journal(&bes);
+                None
+            }
+            None => None,
+        };
         match &cli.command {
             Command::List(args) => list(&bes, args),
             Command::Current(args) => current(&bes, args),
@@ -49,6 +68,58 @@ fn main() -> ExitCode {
             Command::Prune(args) => prune(&bes, args),
         }
     })
+}
+
+/// Takes the pool's lock, then finishes or undoes an operation a killed
+/// kbe run left (saying which).
+fn prepare(bes: &BootEnvironments) -> Result<kld_be::Lock, Failure> {
+    let lock = bes.lock(&purpose()).map_err(|e| {
+        let busy = matches!(e, kld_be::Error::Busy { .. });
+        let f = Failure::from(e);
+        if busy {
+            f.hint("wait for it to finish, then run this again")
+        } else {
+            f
+        }
+    })?;
+    let recovery = bes.recovery()?;
+    recovery.run().map_err(|e| {
+        Failure::from(e).context("cannot finish or undo what an interrupted kbe run left")
+    })?;
+    for note in recovery.notes() {
+        eprintln!("kbe: {note}");
+    }
+    Ok(lock)
+}
+
+/// Says, on a dry run, that an interrupted operation is waiting.
+fn announce_journal(bes: &BootEnvironments) {
+    if let Ok(state) = bes.state() {
+        if let Some(journal) = &state.journal {
+            eprintln!(
+                "kbe: an interrupted kbe operation is recorded ({journal}); the next kbe \
+                 command that changes something finishes or undoes it first"
+            );
+        }
+    }
+}
+
+/// What this run does, for the lock file: `kbe create b a`, printable
+/// characters only.
+fn purpose() -> String {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let text: String = format!("kbe {}", words.join(" "))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(200)
+        .collect();
+    text
 }
 
 fn locate(cli: &Cli) -> Result<BootEnvironments, Failure> {
@@ -95,6 +166,7 @@ fn warn_running(bes: &BootEnvironments) {
 fn flags(be: &BootEnvironment) -> String {
     let mut f = String::new();
     for (on, c) in [
+        (be.incomplete, 'I'),
         (be.active, 'N'),
         (be.next_boot, 'R'),
         (be.rollback_target, 'B'),
@@ -111,6 +183,12 @@ fn flags(be: &BootEnvironment) -> String {
 
 fn list(bes: &BootEnvironments, args: &List) -> Result<ExitCode, Failure> {
     let state = bes.state()?;
+    if let Some(journal) = &state.journal {
+        eprintln!(
+            "kbe: an interrupted kbe operation is recorded ({journal}); the next kbe command \
+             that changes something finishes or undoes it"
+        );
+    }
     let shared = if args.verbose {
         Some(bes.shared()?)
     } else {
@@ -210,6 +288,7 @@ fn be_json(be: &BootEnvironment) -> serde_json::Value {
         "active": be.active,
         "nextBoot": be.next_boot,
         "rollbackTarget": be.rollback_target,
+        "incomplete": be.incomplete,
         "created": be.created,
         "used": be.used,
         "referenced": be.referenced,
