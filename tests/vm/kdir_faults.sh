@@ -23,12 +23,12 @@ datasets() { zfs list -H -o name -r kf | tr '\n' ' '; }
 
 # --- kdir -p: a chain of three new datasets, killed after every step.
 P=/kf/srv/p1/p2/p3
-n=$(steps kdir -p $P)
-echo "kdir -p: $n steps"
-[ "$n" -ge 3 ] || fail "kdir -p took only $n steps: $(cat /tmp/steps.trace)"
+total=$(steps kdir -p $P)
+echo "kdir -p: $total steps"
+[ "$total" -ge 3 ] || fail "kdir -p took only $total steps: $(cat /tmp/steps.trace)"
 zfs destroy -r kf/srv/p1
 i=1
-while [ "$i" -le "$n" ]; do
+while [ "$i" -le "$total" ]; do
     killed_after "$i" kdir -p $P
     # Run again: it finishes (or says the leaf is already there).
     if ! kdir -p $P >out 2>err; then
@@ -69,12 +69,12 @@ migrated() {
 }
 fill
 manifest $P > before
-n=$(steps kdir --migrate $P)
-echo "kdir --migrate: $n steps"
+total=$(steps kdir --migrate $P)
+echo "kdir --migrate: $total steps"
 cat /tmp/steps.trace
 migrated "uninterrupted"
 i=1
-while [ "$i" -le "$n" ]; do
+while [ "$i" -le "$total" ]; do
     zfs destroy -r kf/srv/m
     rm -rf $P $O $T
     fill

@@ -98,10 +98,10 @@ setup_prune() {
     zfs snapshot ks/p@mine
 }
 setup_prune
-n=$(steps ksnap prune --label daily --keep 1 ks/p)
-echo "ksnap prune: $n steps"
+total=$(steps ksnap prune --label daily --keep 1 ks/p)
+echo "ksnap prune: $total steps"
 i=1
-while [ "$i" -le "$n" ]; do
+while [ "$i" -le "$total" ]; do
     setup_prune
     killed_after "$i" ksnap prune --label daily --keep 1 ks/p
     ksnap prune --label daily --keep 1 ks/p >/dev/null || fail "kill $i: the second prune failed"
@@ -122,10 +122,10 @@ setup_rollback() {
     zfs snapshot ks/r@later2
 }
 setup_rollback
-n=$(steps ksnap rollback --destroy-newer /ks/r pre)
-echo "ksnap rollback --destroy-newer: $n steps"
+total=$(steps ksnap rollback --destroy-newer /ks/r pre)
+echo "ksnap rollback --destroy-newer: $total steps"
 i=1
-while [ "$i" -le "$n" ]; do
+while [ "$i" -le "$total" ]; do
     setup_rollback
     killed_after "$i" ksnap rollback --destroy-newer /ks/r pre
     ksnap rollback --destroy-newer /ks/r pre 2>/dev/null || fail "kill $i: the second rollback failed"
@@ -149,11 +149,11 @@ setup_tree() {
     zfs snapshot ks/t/x/y@later
 }
 setup_tree
-n=$(steps ksnap rollback -r --destroy-newer ks/t tree)
-echo "ksnap rollback -r: $n steps"
+total=$(steps ksnap rollback -r --destroy-newer ks/t tree)
+echo "ksnap rollback -r: $total steps"
 cat /tmp/steps.trace
 i=1
-while [ "$i" -le "$n" ]; do
+while [ "$i" -le "$total" ]; do
     setup_tree
     killed_after "$i" ksnap rollback -r --destroy-newer ks/t tree
     ksnap rollback -r --destroy-newer ks/t tree 2>err || fail "kill $i: the second rollback failed: $(cat err)"
