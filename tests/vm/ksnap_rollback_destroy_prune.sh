@@ -105,9 +105,11 @@ same "$(snapshots kr/p | grep -c daily-)" 2
 same "$(snapshots kr/p | grep -c 'dailyx\|fresh-')" 1
 refuses 2 "required" ksnap prune kr/p
 refuses 2 "cannot be used with" ksnap prune --keep 1 --older-than 1d kr/p
-# The lock: a prune while another holds it is refused.
-mkdir -p /run/lock
-exec 9>/run/lock/ksnap-prune.lock
+# The lock: a prune while another holds it is refused. It is root's, in
+# /run/kld (no longer in the world-writable /run/lock).
+mkdir -p /run/kld
+chmod 0700 /run/kld
+exec 9>/run/kld/ksnap-prune.lock
 flock -n 9
 refuses 1 "another ksnap prune is running" ksnap prune --keep 1 kr/p
 flock -u 9

@@ -314,7 +314,12 @@ impl BootEnvironments {
             if !Path::new(db).exists() {
                 continue;
             }
-            if let Some((ds, target)) = kld_zfs::mounts::dataset_holding(&mounts, Path::new(db)) {
+            // By the real path: a package database behind a symbolic link
+            // is where the link leads.
+            let located = kld_zfs::mounts::locate(&mounts, Path::new(db))
+                .ok()
+                .flatten();
+            if let Some((ds, target)) = located.map(|l| (l.dataset, l.mountpoint)) {
                 if !ds.is_within(&self.root) && target != Path::new("/") {
                     warnings.push(format!(
                         "{db} is on {ds} (mounted at {}), outside the boot environments: \

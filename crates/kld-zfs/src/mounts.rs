@@ -69,6 +69,81 @@ pub fn dataset_holding(mounts: &[Mount], path: &Path) -> Option<(DatasetName, Pa
     ))
 }
 
+/// Where a real path lies: the ZFS dataset whose mount holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The dataset.
+    pub dataset: DatasetName,
+    /// Where the dataset is mounted.
+    pub mountpoint: PathBuf,
+    /// The path, with every symbolic link followed.
+    pub path: PathBuf,
+}
+
+impl Located {
+    /// Whether the path is the dataset's mountpoint itself (rather than a
+    /// directory or file inside it).
+    pub fn is_mountpoint(&self) -> bool {
+        self.path == self.mountpoint
+    }
+}
+
+/// Finds the dataset that really holds `path`: the path must exist; every
+/// symbolic link in it is followed (a link to `/tank/pg` is `/tank/pg`, not
+/// the directory the link sits in); the mount that holds the real path is
+/// the one with the longest target above it, and it must be the file
+/// system the path is on (the same device), or the answer is refused.
+/// `Ok(None)` when that file system is not ZFS.
+pub fn locate(mounts: &[Mount], path: &Path) -> Result<Option<Located>> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound(path.display().to_string())
+        } else {
+            Error::Io {
+                what: format!("cannot resolve {}", path.display()),
+                source,
+            }
+        }
+    })?;
+    let Some(mount) = mount_holding(mounts, &real) else {
+        return Ok(None);
+    };
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|source| Error::Io {
+                what: format!("cannot inspect {}", p.display()),
+                source,
+            })
+    };
+    if dev(&real)? != dev(&mount.target)? {
+        return Err(Error::Refused(format!(
+            "cannot tell which file system holds {}: the mount table says {} at {}, but the path is on another device",
+            real.display(),
+            mount.source,
+            mount.target.display()
+        )));
+    }
+    if mount.fstype != "zfs" {
+        return Ok(None);
+    }
+    Ok(Some(Located {
+        dataset: DatasetName::new(mount.source.clone())?,
+        mountpoint: mount.target.clone(),
+        path: real,
+    }))
+}
+
+/// The mounts strictly below `dir` (or on it), e.g. to refuse moving a
+/// directory that a dataset is mounted inside.
+pub fn mounts_within<'a>(mounts: &'a [Mount], dir: &Path) -> Vec<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| m.target.starts_with(dir))
+        .collect()
+}
+
 /// Reads the calling process's mount table.
 pub fn read_mounts() -> Result<Vec<Mount>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io {
@@ -144,6 +219,34 @@ mod tests {
             at("/home/../etc"),
             Some(("rpool/ROOT/debian".into(), "/".into()))
         );
+    }
+
+    #[test]
+    fn locate_follows_links_and_wants_the_path_to_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("pg")).unwrap();
+        std::os::unix::fs::symlink(real.join("pg"), real.join("pglink")).unwrap();
+        // A made-up table: a dataset at the temporary directory, another at
+        // its pg directory (same device here, so the device check passes).
+        let line = |id: u32, target: &Path, source: &str| {
+            format!("{id} 1 0:1 / {} rw - zfs {source} rw\n", target.display())
+        };
+        let text = line(1, &real, "t/root") + &line(2, &real.join("pg"), "t/pg");
+        let mounts = parse_mountinfo(&text).unwrap();
+        let at = locate(&mounts, &real.join("pglink")).unwrap().unwrap();
+        assert_eq!(at.dataset.as_str(), "t/pg");
+        assert!(at.is_mountpoint());
+        std::fs::create_dir(real.join("pg/sub")).unwrap();
+        let inside = locate(&mounts, &real.join("pglink/sub")).unwrap().unwrap();
+        assert_eq!(inside.dataset.as_str(), "t/pg");
+        assert!(!inside.is_mountpoint());
+        assert!(matches!(
+            locate(&mounts, &real.join("pgg")),
+            Err(Error::NotFound(p)) if p.ends_with("pgg")
+        ));
+        assert_eq!(mounts_within(&mounts, &real.join("pg")).len(), 1);
+        assert_eq!(mounts_within(&mounts, &real).len(), 2);
     }
 
     #[test]

@@ -450,19 +450,45 @@ impl Zfs {
     /// nothing, if one is busy) and mounted again afterwards, whatever the
     /// outcome.
     pub fn rollback_tree(&self, snap: &SnapshotName, destroy_newer: bool) -> Result<Plan> {
-        let root = snap.dataset();
+        self.rollback_tree_remounting(snap, destroy_newer, &[])
+    }
+
+    /// The file systems of the tree at `root` that are mounted now, and
+    /// those that are not, each shallowest first.
+    pub fn tree_mounts(&self, root: &DatasetName) -> Result<(Vec<DatasetName>, Vec<DatasetName>)> {
         let rows = self.list(
             &[root.as_str()],
             &[Kind::Filesystem],
             &["mounted"],
             Depth::All,
         )?;
-        let mut mounted: Vec<DatasetName> = rows
-            .iter()
-            .filter(|r| r.get("mounted") == Some("yes"))
-            .map(|r| DatasetName::new(r.get("name").unwrap_or_default()))
-            .collect::<Result<_, _>>()?;
+        let mut mounted = Vec::new();
+        let mut unmounted = Vec::new();
+        for r in &rows {
+            let name = DatasetName::new(r.get("name").unwrap_or_default())?;
+            if r.get("mounted") == Some("yes") {
+                mounted.push(name);
+            } else {
+                unmounted.push(name);
+            }
+        }
         mounted.sort_by_key(|d| d.depth());
+        unmounted.sort_by_key(|d| d.depth());
+        Ok((mounted, unmounted))
+    }
+
+    /// [`rollback_tree`](Zfs::rollback_tree), and also mounts again
+    /// afterwards those of `also` that are in the tree and unmounted now:
+    /// the file systems an earlier, interrupted rollback of the tree had
+    /// unmounted (which it would have mounted again had it finished).
+    pub fn rollback_tree_remounting(
+        &self,
+        snap: &SnapshotName,
+        destroy_newer: bool,
+        also: &[DatasetName],
+    ) -> Result<Plan> {
+        let root = snap.dataset();
+        let (mounted, unmounted) = self.tree_mounts(&root)?;
         let mut steps: Vec<Step> = mounted
             .iter()
             .rev()
@@ -486,11 +512,19 @@ impl Zfs {
                 .to_owned(),
             ],
         });
-        let remount = mounted
+        let mut remount: Vec<DatasetName> = mounted.clone();
+        remount.extend(unmounted.into_iter().filter(|d| also.contains(d)));
+        remount.sort_by_key(|d| d.depth());
+        let remount = remount
             .iter()
             .map(|d| Step::Run(self.zfs().arg("mount").arg(d)))
             .collect();
         Ok(Plan::new(steps).finally(remount))
+    }
+
+    /// Mounts a file system where its `mountpoint` says (`zfs mount`).
+    pub fn mount(&self, dataset: &DatasetName) -> Plan {
+        Plan::new(vec![Step::Run(self.zfs().arg("mount").arg(dataset))])
     }
 
     /// Clones `snap` as `target`.

@@ -64,12 +64,14 @@ steps() {
 
 # killed_after N CMD...: runs CMD, which kills itself with SIGKILL right
 # after its Nth step; fails unless it died that way.
+# (Its variables start with killed_ so that a caller's loop counter, such
+# as n, is not overwritten: sh has no local variables.)
 killed_after() {
-    n=$1
+    killed_n=$1
     shift
     set +e
-    KLD_FAULT_KILL_AFTER=$n "$@" >/tmp/killed.out 2>/tmp/killed.err
-    got=$?
+    KLD_FAULT_KILL_AFTER=$killed_n "$@" >/tmp/killed.out 2>/tmp/killed.err
+    killed_got=$?
     set -e
-    [ "$got" -eq 137 ] || fail "'$*' was to be killed after step $n, but exited $got: $(cat /tmp/killed.err)"
+    [ "$killed_got" -eq 137 ] || fail "'$*' was to be killed after step $killed_n, but exited $killed_got: $(cat /tmp/killed.err)"
 }

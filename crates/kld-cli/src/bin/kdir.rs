@@ -51,6 +51,14 @@ fn kdir(zfs: &Zfs, cli: &Cli, path: &Path) -> Result<(), Failure> {
     if !path.is_absolute() {
         return Err(Failure::usage("the path must be absolute"));
     }
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(
+            Failure::usage("the path must not contain '..'").hint("give the directory's own path")
+        );
+    }
     let path = normalize(path);
     if path == Path::new("/") {
         return Err(Failure::usage("/ is the boot environment itself"));
@@ -59,12 +67,38 @@ fn kdir(zfs: &Zfs, cli: &Cli, path: &Path) -> Result<(), Failure> {
         return Err(Failure::usage("-o mountpoint=... conflicts with PATH")
             .hint("the PATH given is the mountpoint"));
     }
+    check_real_path(&path)?;
+    let _lock = if cli.dry_run {
+        None
+    } else {
+        let purpose = if cli.migrate {
+            format!("kdir --migrate {}", path.display())
+        } else {
+            format!("kdir {}", path.display())
+        };
+        Some(migrate::lock(&path, &purpose)?)
+    };
     if cli.migrate && !cli.dry_run {
-        for done in migrate::recover(zfs, &path)? {
-            eprintln!(
-                "kdir: an interrupted migration of {} was undone: {done}",
-                path.display()
-            );
+        match migrate::recover(zfs, &path)? {
+            migrate::Recovery::Nothing => {}
+            migrate::Recovery::Undone(done) => {
+                for d in done {
+                    eprintln!(
+                        "kdir: an interrupted migration of {} was undone: {d}",
+                        path.display()
+                    );
+                }
+            }
+            migrate::Recovery::Finished(dataset, done) => {
+                for d in done {
+                    eprintln!(
+                        "kdir: an interrupted migration of {} was finished: {d}",
+                        path.display()
+                    );
+                }
+                println!("{dataset}");
+                return Ok(());
+            }
         }
     }
     let filesystems = filesystems(zfs)?;
@@ -245,6 +279,39 @@ fn nearest<'a>(filesystems: &'a [Fs], path: &Path) -> Option<&'a Fs> {
         .filter(|(_, m)| path.starts_with(m) && path != m.as_path())
         .max_by_key(|(_, m)| m.components().count())
         .map(|(f, _)| f)
+}
+
+/// Refuses a path that goes through a symbolic link (or `..` after one):
+/// kdir finds the parent dataset and sets mountpoints by the path as
+/// written, while the kernel follows the link, so the two would disagree.
+/// The part of the path that exists is resolved and must be spelled as
+/// given.
+fn check_real_path(path: &Path) -> Result<(), Failure> {
+    let mut existing = path.to_owned();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        let Some(name) = existing.file_name() else {
+            break;
+        };
+        rest.push(name.to_owned());
+        existing.pop();
+    }
+    let real = std::fs::canonicalize(&existing)
+        .map_err(|e| Failure::new(format!("cannot resolve {}: {e}", existing.display())))?;
+    if real != existing {
+        let mut whole = real.clone();
+        for name in rest.iter().rev() {
+            whole.push(name);
+        }
+        return Err(Failure::new(format!(
+            "{} goes through a symbolic link: {} is {}",
+            path.display(),
+            existing.display(),
+            real.display()
+        ))
+        .hint(format!("give the real path: {}", whole.display())));
+    }
+    Ok(())
 }
 
 /// Refuses a path whose nearest mount is not ZFS (e.g. below /boot/efi).

@@ -7,8 +7,9 @@ use clap::Parser;
 use kld_cli::args::ksnap::*;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, Table};
-use kld_cli::target::resolve;
+use kld_cli::target::{resolve, resolve_exact};
 use kld_cli::time;
+use kld_fs::lock::{Lock, LockError};
 use kld_zfs::name::{DatasetName, SnapshotName};
 use kld_zfs::{Plan, Snapshot, Zfs};
 
@@ -190,16 +191,29 @@ fn choose<'a>(
 }
 
 fn rollback(zfs: &Zfs, args: &Rollback) -> Result<ExitCode, Failure> {
-    let dataset = resolve(zfs, &args.target)?;
+    let dataset = resolve_exact(zfs, &args.target)?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock(
+            &format!("ksnap-rollback-{}", dataset.pool()),
+            &format!("ksnap rollback {dataset}"),
+            &format!(
+                "another ksnap rollback in pool {} is running",
+                dataset.pool()
+            ),
+        )?)
+    };
     let snaps = zfs.snapshots(&[&dataset], false)?;
     let (chosen, described) = choose(&dataset, &snaps, &args.snap)?;
     eprintln!(
         "ksnap: rolling {dataset}{} back to {described}",
         if args.recursive { " and its tree" } else { "" }
     );
-    let plan = if args.recursive {
-        zfs.rollback_tree(&chosen.name, args.destroy_newer)?
-    } else {
+    if args.recursive {
+        return rollback_tree(zfs, &dataset, &chosen.name, args);
+    }
+    let plan = {
         let newer: Vec<&Snapshot> = snaps
             .iter()
             .filter(|s| s.createtxg > chosen.createtxg)
@@ -232,8 +246,85 @@ fn rollback(zfs: &Zfs, args: &Rollback) -> Result<ExitCode, Failure> {
     execute(&plan, args.dry_run, &[&chosen.name])
 }
 
+/// `ksnap rollback -r`: the tree's mounted file systems are unmounted, the
+/// tree rolled back in one channel program, and the file systems mounted
+/// again. Which ones to mount again is journaled first (in the runtime
+/// directory, under the rollback lock), so that a run killed in between
+/// leaves a record the next `ksnap rollback -r` of the tree reads: it
+/// mounts again what the killed run had unmounted.
+fn rollback_tree(
+    zfs: &Zfs,
+    root: &DatasetName,
+    snap: &SnapshotName,
+    args: &Rollback,
+) -> Result<ExitCode, Failure> {
+    let journal = tree_journal(root)?;
+    let earlier: Vec<DatasetName> = match std::fs::read_to_string(&journal) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| DatasetName::new(l).ok())
+            .filter(|d| d.is_within(root))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "cannot read the journal {}: {e}",
+                journal.display()
+            )))
+        }
+    };
+    let plan = zfs.rollback_tree_remounting(snap, args.destroy_newer, &earlier)?;
+    if args.dry_run {
+        print!("{plan}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !earlier.is_empty() {
+        let names: Vec<String> = earlier.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "ksnap: an interrupted rollback of {root} left unmounted what this one mounts again: {}",
+            names.join(" ")
+        );
+    }
+    let (mounted, _) = zfs.tree_mounts(root)?;
+    let mut remount: Vec<String> = mounted.iter().map(ToString::to_string).collect();
+    remount.extend(earlier.iter().map(ToString::to_string));
+    remount.sort();
+    remount.dedup();
+    let mut text = remount.join("\n");
+    text.push('\n');
+    kld_fs::replace(&journal, text.as_bytes(), 0o600).map_err(|e| {
+        Failure::new(format!(
+            "cannot write the journal {}: {e}",
+            journal.display()
+        ))
+    })?;
+    plan.run()?;
+    match std::fs::remove_file(&journal) {
+        Ok(()) => kld_fs::fault::step(|| format!("remove {}", journal.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "rolled back, but cannot remove the journal {}: {e}",
+                journal.display()
+            )))
+        }
+    }
+    println!("{snap}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `ksnap rollback -r` of `root` journals what it unmounted.
+fn tree_journal(root: &DatasetName) -> Result<std::path::PathBuf, Failure> {
+    use sha2::Digest;
+    let dir = kld_fs::secret::runtime_dir()
+        .map_err(|e| Failure::new(format!("cannot prepare the runtime directory: {e}")))?;
+    let digest = sha2::Sha256::digest(root.as_str().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(dir.join(format!("ksnap-rollback-{hex}.journal")))
+}
+
 fn destroy(zfs: &Zfs, args: &Destroy) -> Result<ExitCode, Failure> {
-    let dataset = resolve(zfs, &args.target)?;
+    let dataset = resolve_exact(zfs, &args.target)?;
     let snaps = zfs.snapshots(&[&dataset], false)?;
     let mut chosen = Vec::new();
     for spec in &args.snaps {
@@ -300,12 +391,20 @@ fn prune(zfs: &Zfs, args: &Prune) -> Result<ExitCode, Failure> {
     if let Some(label) = &args.label {
         check_label(label)?;
     }
-    let _lock = lock()?;
     let datasets: Vec<DatasetName> = args
         .targets
         .iter()
-        .map(|t| resolve(zfs, t))
+        .map(|t| resolve_exact(zfs, t))
         .collect::<Result<_, _>>()?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock(
+            "ksnap-prune",
+            &format!("ksnap prune {}", args.targets.join(" ")),
+            "another ksnap prune is running",
+        )?)
+    };
     let snaps = zfs.snapshots(&datasets.iter().collect::<Vec<_>>(), args.recursive)?;
     // Candidates: ksnap's own names, grouped per dataset and label, newest
     // first.
@@ -384,33 +483,18 @@ fn short_of<'a>(dataset: &DatasetName, spec: &'a str) -> Result<&'a str, Failure
     }
 }
 
-/// Holds the prune lock until dropped: two prunes never run at once.
-fn lock() -> Result<std::fs::File, Failure> {
-    let dir = std::path::Path::new("/run/lock");
-    let dir = if dir.is_dir() {
-        dir
-    } else {
-        std::path::Path::new("/run")
-    };
-    let path = dir.join("ksnap-prune.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Failure::new(format!("cannot open the lock {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(Failure::new("another ksnap prune is running").hint(format!(
-                "wait for it to finish (it holds {})",
+/// Takes the system lock NAME (root's, in /run/kld) for PURPOSE, or says
+/// BUSY and who holds it.
+fn lock(name: &str, purpose: &str, busy: &str) -> Result<Lock, Failure> {
+    Lock::try_system(name, purpose).map_err(|e| match e {
+        LockError::Busy { holder, path } => {
+            Failure::new(format!("{busy}: held by {holder}")).hint(format!(
+                "wait for it to finish (it holds {}); nothing was changed",
                 path.display()
-            )))
+            ))
         }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Failure::new(format!("cannot lock {}: {e}", path.display())))
-        }
-    }
+        e => Failure::new(e),
+    })
 }
 
 #[cfg(test)]
