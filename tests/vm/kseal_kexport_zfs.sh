@@ -125,3 +125,150 @@ mount_all exported
 check_sealed /out
 zpool export exported
 losetup -d "$lo"
+
+# ---------------------------------------------------------------------
+# Under kills. A fresh golden pool on the disk for each kill point.
+golden() {
+    zpool create -f -O mountpoint=none -O canmount=off -R /inst kse "$disk"
+    zfs create -o canmount=off -o mountpoint=none kse/ROOT
+    zfs create -o canmount=noauto -o mountpoint=/ kse/ROOT/debian
+    zfs mount kse/ROOT/debian
+    zfs create -o canmount=off -o mountpoint=/var kse/var
+    zfs create -o mountpoint=/var/log kse/var/log
+    zfs create -o mountpoint=/var/lib kse/var/lib
+    zfs create -o mountpoint=/home kse/home
+    zfs create -o mountpoint=/root kse/root
+    zpool set bootfs=kse/ROOT/debian kse
+    populate /inst
+    echo 'remember the milk' > /inst/home/alice/notes.txt
+    echo 'listen = 8080' > /inst/etc/myapp.conf
+    guid=$(zpool get -H -o value guid kse)
+    zpool export kse
+}
+
+no_leftovers() {
+    # no_leftovers WHAT: no temporary pool, sealing mount or deleted loop.
+    if zpool list -H -o name | grep -q kldseal; then fail "$1: a temporary pool is imported"; fi
+    if grep -q kld-seal /proc/mounts; then fail "$1: a sealing mount was left"; fi
+    if losetup -a | grep -q deleted; then fail "$1: a loop device holds a deleted copy"; fi
+}
+
+check_disk_sealed() {
+    zpool import -d "${disk}1" -R /chk -N "$guid" kse
+    mount_all kse
+    check_sealed /chk
+    zpool export kse
+}
+
+# kseal DISK, killed after each step: the next run exports what the killed
+# one left imported (and says so), then seals.
+golden
+total=$(steps kseal "$disk")
+[ "$total" -ge 8 ] || fail "kseal on a disk takes only $total steps"
+imported=$(grep -n 'zpool import .*-t' /tmp/steps.trace | head -1 | cut -d: -f1)
+[ -n "$imported" ] || fail "no import among kseal's steps: $(cat /tmp/steps.trace)"
+said=0
+for n in $(seq 1 "$total"); do
+    golden
+    killed_after "$n" kseal "$disk"
+    kseal "$disk" > rerun.out 2> rerun.err || fail "kseal after a kill at step $n: $(cat rerun.err)"
+    if grep -q "exported pool kldseal" rerun.err; then said=$((said + 1)); fi
+    no_leftovers "kseal step $n"
+    check_disk_sealed
+done
+[ "$said" -gt 0 ] || fail "no re-run found a temporary pool to export"
+echo "fault: kseal DISK: $total kill points, each sealed by the next run ($said exported a left pool)"
+
+# A temporary pool that cannot be exported: the refusal names it and the way out.
+golden
+killed_after "$imported" kseal "$disk"
+left=$(zpool list -H -o name | grep kldseal) || fail "no temporary pool left at step $imported: $(cat /tmp/killed.err)"
+zfs mount "$left/ROOT/debian"
+alt=$(zpool get -H -o value altroot "$left")
+( cd "$alt" && sleep 600 ) &
+holder=$!
+sleep 1
+if kseal "$disk" > busy.out 2> busy.err; then fail "kseal sealed past a busy temporary pool"; fi
+grep -q "pool $left" busy.err || fail "the refusal does not name $left: $(cat busy.err)"
+grep -q "zpool export" busy.err || fail "the refusal does not say how to recover: $(cat busy.err)"
+kill "$holder"; wait "$holder" 2>/dev/null || true
+kseal "$disk" > /dev/null 2> after.err || fail "kseal once the pool is free: $(cat after.err)"
+no_leftovers "the busy pool"
+check_disk_sealed
+echo "fault: a busy temporary pool is refused by name: $(head -1 busy.err)"
+
+# kexport, killed after each step: the next run removes what the killed one
+# left (the unsealed copy, partial outputs, a pool imported from the copy),
+# a final name is only ever complete, and the export is sealed.
+golden
+rm -rf /tmp/fx && mkdir -p /tmp/fx
+total=$(steps kexport --name g0 "$disk" raw /tmp/fx)
+[ "$total" -ge 10 ] || fail "kexport takes only $total steps"
+rm -rf /tmp/fx
+modes_checked=0
+for n in $(seq 1 "$total"); do
+    golden
+    mkdir -p /tmp/fx
+    killed_after "$n" kexport --name "g$n" "$disk" raw /tmp/fx
+    for w in /tmp/fx/.kld-kexport-*; do
+        [ -d "$w" ] || continue
+        same "$(stat -c %a "$w")" 700
+        if [ -f "$w/g$n.sealing.raw" ]; then
+            same "$(stat -c %a "$w/g$n.sealing.raw")" 600
+            modes_checked=$((modes_checked + 1))
+        fi
+    done
+    if [ -e "/tmp/fx/g$n.raw" ]; then
+        # Under its final name an export is complete: its checksum matches.
+        same "$(cut -d' ' -f1 "/tmp/fx/g$n.raw.sha256")" "$(sha256sum "/tmp/fx/g$n.raw" | cut -d' ' -f1)"
+        name="g$n"
+    else
+        if [ -e "/tmp/fx/g$n.raw.sha256" ]; then
+            # Killed between the checksum and the rename: the next run with
+            # the same name refuses, naming the file (never overwritten).
+            if kexport --name "g$n" "$disk" raw /tmp/fx > rerun.out 2> rerun.err; then
+                fail "step $n: kexport wrote past an existing checksum file"
+            fi
+            grep -q "g$n.raw.sha256: already exists" rerun.err || fail "step $n: $(cat rerun.err)"
+            rm "/tmp/fx/g$n.raw.sha256"
+        fi
+        kexport --name "g$n" "$disk" raw /tmp/fx > rerun.out 2> rerun.err ||
+            fail "kexport after a kill at step $n: $(cat rerun.err)"
+        name="g$n"
+    fi
+    if ls -a /tmp/fx | grep -q '^\.kld-kexport-'; then
+        # A run that finished at once (the kill came after the export) leaves none.
+        kexport --name "again$n" "$disk" raw /tmp/fx > /dev/null 2>&1 || fail "a later run failed"
+        if ls -a /tmp/fx | grep -q '^\.kld-kexport-'; then fail "step $n: a working directory survived the next run"; fi
+    fi
+    no_leftovers "kexport step $n"
+    # The source was never sealed; the export is.
+    lo=$(losetup -f --show -P "/tmp/fx/$name.raw")
+    zpool import -d "${lo}p1" -R /out -N "$guid" exported
+    mount_all exported
+    check_sealed /out
+    zpool export exported
+    losetup -d "$lo"
+    rm -rf /tmp/fx
+done
+[ "$modes_checked" -gt 0 ] || fail "no kill point left a sealing copy to check the mode of"
+echo "fault: kexport: $total kill points, each cleaned and exported sealed by the next run ($modes_checked copies checked 0600)"
+
+# SIGTERM and SIGINT: the sealing copy goes with the run.
+for sig in TERM INT; do
+    golden
+    mkdir -p /tmp/fx
+    kexport --name "s$sig" "$disk" raw /tmp/fx > /dev/null 2> sig.err &
+    pid=$!
+    i=0
+    until ls /tmp/fx/.kld-kexport-*/"s$sig.sealing.raw" > /dev/null 2>&1 || [ $i -ge 200 ]; do
+        sleep 0.05; i=$((i + 1))
+    done
+    kill -"$sig" "$pid"
+    set +e; wait "$pid"; got=$?; set -e
+    [ "$got" -ne 0 ] || { echo "kexport ended before SIG$sig"; }
+    if ls -a /tmp/fx | grep -q '^\.kld-kexport-'; then fail "SIG$sig left the working directory: $(cat sig.err)"; fi
+    no_leftovers "SIG$sig"
+    rm -rf /tmp/fx
+done
+echo "fault: kexport removes its sealing copy on SIGTERM and SIGINT"
