@@ -545,7 +545,7 @@ impl FaultLab {
             Live::Old
         } else {
             assert!(
-                listing.contains("tcp dport { 2222 }") && !listing.contains("tcp dport { 22 }"),
+                listing.contains("mgmt: tcp 2222") && !listing.contains("mgmt: ssh"),
                 "neither the old nor the new ruleset is live:\n{listing}"
             );
             Live::New
@@ -565,10 +565,10 @@ impl FaultLab {
     fn boot(&self) -> Live {
         let text = std::fs::read_to_string(self.lab.state.path().join("boot.nft"))
             .expect("boot.nft is never lost");
-        if text.contains("tcp dport { 2222 }") {
+        if text.contains("mgmt: tcp 2222") {
             Live::New
         } else {
-            assert!(text.contains("tcp dport { 22 }"), "boot.nft: {text}");
+            assert!(text.contains("mgmt: ssh"), "boot.nft: {text}");
             Live::Old
         }
     }
@@ -917,10 +917,10 @@ fn concurrent_applies_serialise_and_one_confirm_window_wins() {
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     let listing = lab.lab.table().unwrap();
     let port = (3000..3000 + N)
-        .find(|p| listing.contains(&format!("tcp dport {{ {p} }}")))
+        .find(|p| listing.contains(&format!("mgmt: tcp {p}")))
         .expect("one of the files is live");
     let boot = std::fs::read_to_string(lab.lab.state.path().join("boot.nft")).unwrap();
-    assert!(boot.contains(&format!("tcp dport {{ {port} }}")), "{boot}");
+    assert!(boot.contains(&format!("mgmt: tcp {port}")), "{boot}");
     assert!(
         reaches(&lab.lab.mgmt, &format!("198.51.100.1:{port}")) || {
             // No server on that port: refused (RST) fast rather than dropped.

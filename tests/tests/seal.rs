@@ -985,12 +985,17 @@ fn kseal_killed_at_every_step_finishes_when_run_again() {
 fn chroot_with_kseal(r: &Path) {
     small_root(r);
     let kseal = bin("kseal");
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
     std::fs::copy(&kseal, r.join("kseal")).unwrap();
-    let ldd = Cmd::new("ldd").arg(&kseal).run().unwrap().stdout_str();
-    for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
-        let to = r.join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(lib, &to).unwrap();
+    std::fs::create_dir_all(r.join("bin")).unwrap();
+    std::fs::copy(&sh, r.join("bin/sh")).unwrap();
+    for program in [&kseal, &sh] {
+        let ldd = Cmd::new("ldd").arg(program).run().unwrap().stdout_str();
+        for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+            let to = r.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &to).unwrap();
+        }
     }
 }
 

@@ -127,7 +127,23 @@ fn apply(fw: &Firewall, cli: &Cli, a: &Apply) -> Result<ExitCode, Failure> {
 
 fn confirm(fw: &Firewall, a: &DryRun) -> Result<ExitCode, Failure> {
     if a.dry_run {
-        let pending = fw.pending()?.ok_or(kld_nft::Error::NothingPending)?;
+        // Read only, like show: nothing is recovered or reverted.
+        let status = fw.status()?;
+        if let Some(j) = &status.interrupted {
+            println!(
+                "would first {} the interrupted apply {}",
+                if j.committed { "finish" } else { "undo" },
+                j.token
+            );
+            if !j.committed || j.deadline.is_none() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        let pending = status
+            .pending
+            .as_ref()
+            .filter(|_| !status.overdue())
+            .ok_or(kld_nft::Error::NothingPending)?;
         println!(
             "would keep the pending change (token {}) and load it at boot",
             pending.token
