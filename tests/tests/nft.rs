@@ -454,3 +454,497 @@ fn knft_links_no_zfs_library() {
         "knft must not need libzfs or libzfs_core:\n{out}"
     );
 }
+
+// ---------------------------------------------------------------------
+// Under kills and concurrency: every knft change killed after each of its
+// steps, in real namespaces, with real TCP traffic telling the rulesets
+// apart.
+
+/// The lockout file: SSH (22) is replaced by tcp 2222 in the mgmt zone.
+fn lockout() -> String {
+    WEB.replace("service = \"ssh\"", "tcp = 2222")
+}
+
+/// Which ruleset is live: the old (WEB: mgmt reaches 22) or the new
+/// (lockout: mgmt reaches 2222), found by listing and by connecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Live {
+    Old,
+    New,
+}
+
+/// A lab with the two files, SSH-like servers on 22 and 2222, and the old
+/// ruleset applied and confirmed by knft.
+struct FaultLab {
+    lab: Lab,
+    web: PathBuf,
+    lockout: PathBuf,
+    old_listing: String,
+    _servers: Vec<Server>,
+}
+
+/// A listing with its counter values taken out.
+fn without_counters(listing: &str) -> String {
+    let mut out = String::new();
+    for line in listing.lines() {
+        let mut words: Vec<&str> = Vec::new();
+        let mut it = line.split(' ').peekable();
+        while let Some(w) = it.next() {
+            words.push(w);
+            if w.ends_with("counter") && it.peek() == Some(&"packets") {
+                for _ in 0..4 {
+                    it.next();
+                }
+            }
+        }
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+impl FaultLab {
+    fn new() -> FaultLab {
+        let lab = Lab::new();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let web = dir.join("web.toml");
+        std::fs::write(&web, WEB).unwrap();
+        let lockout_file = dir.join("lockout.toml");
+        std::fs::write(&lockout_file, lockout()).unwrap();
+        let servers = vec![
+            Server::start(&lab.server, "[::]:22").unwrap(),
+            Server::start(&lab.server, "[::]:2222").unwrap(),
+        ];
+        lab.knft(&["apply", "-f", path(&web)]).unwrap();
+        let old_listing = without_counters(&lab.table().unwrap());
+        FaultLab {
+            lab,
+            web,
+            lockout: lockout_file,
+            old_listing,
+            _servers: servers,
+        }
+    }
+
+    /// A std Command running knft in the server namespace (for the
+    /// fault-injection harness, which needs to see its signal).
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", self.lab.server.name()])
+            .arg(&*KNFT)
+            .arg("--state-dir")
+            .arg(self.lab.state.path())
+            .args(args);
+        c
+    }
+
+    /// Which ruleset is live; panics on anything else (no table, a mix).
+    fn live(&self) -> Live {
+        let listing = without_counters(&self.lab.table().expect("table inet kld exists"));
+        let live = if listing == self.old_listing {
+            Live::Old
+        } else {
+            assert!(
+                listing.contains("mgmt: tcp 2222") && !listing.contains("mgmt: ssh"),
+                "neither the old nor the new ruleset is live:\n{listing}"
+            );
+            Live::New
+        };
+        let port = match live {
+            Live::Old => "198.51.100.1:22",
+            Live::New => "198.51.100.1:2222",
+        };
+        assert!(
+            reaches(&self.lab.mgmt, port),
+            "{live:?} is live but {port} is not reached"
+        );
+        live
+    }
+
+    /// Which ruleset boot.nft holds; it must exist.
+    fn boot(&self) -> Live {
+        let text = std::fs::read_to_string(self.lab.state.path().join("boot.nft"))
+            .expect("boot.nft is never lost");
+        if text.contains("mgmt: tcp 2222") {
+            Live::New
+        } else {
+            assert!(text.contains("mgmt: ssh"), "boot.nft: {text}");
+            Live::Old
+        }
+    }
+
+    fn state_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.lab.state.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "files")
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Nothing half-made is left in the state directory.
+    fn assert_settled(&self) {
+        let names = self.state_files();
+        for n in &names {
+            assert!(
+                !n.ends_with(".new") && n != "apply.json" && !n.contains(".kld-"),
+                "{n} left in the state directory: {names:?}"
+            );
+        }
+    }
+
+    /// Kills the watchers this lab's knft started (they are ours, found by
+    /// their state directory on the command line).
+    fn kill_watchers(&self) {
+        for pid in watchers(self.lab.state.path()) {
+            let _ = Cmd::new("kill").args(["-9", &pid.to_string()]).run();
+            wait_for_exit(pid);
+        }
+    }
+}
+
+impl Drop for FaultLab {
+    fn drop(&mut self) {
+        self.kill_watchers();
+        if let Some(dir) = self.web.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Lab {
+    /// `nft list table inet kld` in the server namespace.
+    fn table(&self) -> Option<String> {
+        self.server.run(|| Nft::new().list_text()).unwrap()
+    }
+}
+
+/// The `knft await-confirm` processes of a state directory.
+fn watchers(state: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if !zombie
+            && args.iter().any(|a| a == "await-confirm")
+            && args.iter().any(|a| Path::new(a) == state)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn code(r: &Result<kld_exec::Output, kld_exec::Error>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.exit_code().unwrap_or(-1),
+    }
+}
+
+#[test]
+fn knft_apply_killed_at_every_step_leaves_the_old_or_the_new_ruleset() {
+    let steps = {
+        let lab = FaultLab::new();
+        kld_tests::fault::trace(lab.command(&["apply", "-f", path(&lab.lockout)])).unwrap()
+    };
+    assert!(steps.len() >= 8, "{steps:?}");
+    let mut outcomes = Vec::new();
+    for n in 1..=steps.len() {
+        let lab = FaultLab::new();
+        kld_tests::fault::killed_after(lab.command(&["apply", "-f", path(&lab.lockout)]), n)
+            .unwrap();
+        let after_kill = lab.live();
+        let boot = lab.boot();
+        // A read-only command changes nothing, whatever it finds.
+        let before = lab.state_files();
+        let show = lab.lab.knft(&["show"]);
+        assert_eq!(code(&show), 0, "step {n}: {show:?}");
+        assert_eq!(lab.live(), after_kill, "step {n}: show changed the table");
+        assert_eq!(
+            lab.state_files(),
+            before,
+            "step {n}: show changed the state"
+        );
+        // The next change finishes or undoes the killed one, then works.
+        lab.lab.knft(&["apply", "-f", path(&lab.lockout)]).unwrap();
+        assert_eq!(lab.live(), Live::New, "step {n}");
+        assert_eq!(lab.boot(), Live::New, "step {n}");
+        lab.assert_settled();
+        // And rollback goes back to a ruleset that really was live.
+        lab.lab.knft(&["rollback"]).unwrap();
+        let back = lab.live();
+        assert_eq!(
+            lab.boot(),
+            back,
+            "step {n}: boot.nft and the live table differ"
+        );
+        if after_kill == Live::Old {
+            assert_eq!(back, Live::Old, "step {n}");
+        }
+        outcomes.push(format!(
+            "{n} ({}): {after_kill:?}/boot {boot:?}",
+            steps[n - 1]
+        ));
+    }
+    eprintln!(
+        "knft apply, killed after each step:\n{}",
+        outcomes.join("\n")
+    );
+}
+
+#[test]
+fn knft_apply_confirm_killed_at_every_step_never_loses_the_firewall() {
+    let steps = {
+        let lab = FaultLab::new();
+        let t = kld_tests::fault::trace(lab.command(&[
+            "apply",
+            "-f",
+            path(&lab.lockout),
+            "--confirm",
+            "600",
+        ]))
+        .unwrap();
+        lab.kill_watchers();
+        t
+    };
+    assert!(
+        steps.iter().any(|s| s.contains("await-confirm")),
+        "{steps:?}"
+    );
+    let mut outcomes = Vec::new();
+    for n in 1..=steps.len() {
+        // Killed, and its deadline passes: the watcher (if it was started)
+        // or the next command reverts to the table that was live before.
+        let lab = FaultLab::new();
+        kld_tests::fault::killed_after(
+            lab.command(&["apply", "-f", path(&lab.lockout), "--confirm", "2"]),
+            n,
+        )
+        .unwrap();
+        let after_kill = lab.live();
+        assert_eq!(
+            lab.boot(),
+            Live::Old,
+            "step {n}: an unconfirmed change reached boot.nft"
+        );
+        let watcher = watchers(lab.lab.state.path());
+        for pid in &watcher {
+            wait_for_exit(*pid);
+        }
+        // show never reverts: with no watcher, an overdue change is still
+        // live after it, and show says so.
+        std::thread::sleep(Duration::from_millis(2100));
+        let before = lab.live();
+        let show = lab.lab.knft(&["show"]).unwrap().stdout_str();
+        assert_eq!(lab.live(), before, "step {n}: show changed the table");
+        if before == Live::New {
+            assert!(watcher.is_empty(), "step {n}: the watcher did not revert");
+            assert!(
+                show.contains("interrupted") || show.contains("not confirmed in time"),
+                "step {n}: show does not say what it found: {show}"
+            );
+        }
+        // The next change reverts or undoes it first, to the old table.
+        let confirm = lab.lab.knft(&["confirm"]);
+        assert_eq!(code(&confirm), 1, "step {n}: {confirm:?}");
+        assert_eq!(lab.live(), Live::Old, "step {n}");
+        assert_eq!(lab.boot(), Live::Old, "step {n}");
+        lab.assert_settled();
+
+        // Killed with a long deadline: confirm keeps it if it took effect.
+        let lab = FaultLab::new();
+        kld_tests::fault::killed_after(
+            lab.command(&["apply", "-f", path(&lab.lockout), "--confirm", "600"]),
+            n,
+        )
+        .unwrap();
+        let long_kill = lab.live();
+        let confirm = lab.lab.knft(&["confirm"]);
+        let confirmed = code(&confirm) == 0;
+        assert!(confirmed || code(&confirm) == 1, "step {n}: {confirm:?}");
+        let live = lab.live();
+        assert_eq!(
+            lab.boot(),
+            live,
+            "step {n}: confirm left boot.nft and the table apart"
+        );
+        assert_eq!(live == Live::New, confirmed, "step {n}: {confirm:?}");
+        lab.assert_settled();
+        lab.kill_watchers();
+        outcomes.push(format!(
+            "{n} ({}): {after_kill:?} then {before:?} after the deadline; long deadline {long_kill:?}, confirm {}",
+            steps[n - 1],
+            if confirmed { "kept it" } else { "found nothing" }
+        ));
+    }
+    eprintln!(
+        "knft apply --confirm, killed after each step:\n{}",
+        outcomes.join("\n")
+    );
+}
+
+#[test]
+fn knft_confirm_and_rollback_killed_at_every_step_finish_when_run_again() {
+    let setup = || {
+        let lab = FaultLab::new();
+        lab.lab
+            .knft(&["apply", "-f", path(&lab.lockout), "--confirm", "600"])
+            .unwrap();
+        lab
+    };
+    let confirm_steps = {
+        let lab = setup();
+        kld_tests::fault::steps(lab.command(&["confirm"])).unwrap()
+    };
+    for n in 1..=confirm_steps {
+        let lab = setup();
+        kld_tests::fault::killed_after(lab.command(&["confirm"]), n).unwrap();
+        assert_eq!(lab.live(), Live::New, "confirm step {n}");
+        let again = lab.lab.knft(&["confirm"]);
+        // Done already (exit 1, nothing pending) or done now.
+        assert!(code(&again) <= 1, "confirm step {n}: {again:?}");
+        assert_eq!(lab.live(), Live::New, "confirm step {n}");
+        assert_eq!(lab.boot(), Live::New, "confirm step {n}");
+        lab.assert_settled();
+    }
+    let rollback_steps = {
+        let lab = setup();
+        lab.lab.knft(&["confirm"]).unwrap();
+        kld_tests::fault::steps(lab.command(&["rollback"])).unwrap()
+    };
+    for n in 1..=rollback_steps {
+        let lab = setup();
+        lab.lab.knft(&["confirm"]).unwrap();
+        kld_tests::fault::killed_after(lab.command(&["rollback"]), n).unwrap();
+        lab.live();
+        lab.boot();
+        let again = lab.lab.knft(&["rollback"]);
+        assert!(code(&again) <= 1, "rollback step {n}: {again:?}");
+        assert_eq!(lab.live(), Live::Old, "rollback step {n}");
+        assert_eq!(lab.boot(), Live::Old, "rollback step {n}");
+        lab.assert_settled();
+    }
+    // The watcher's revert, killed at each of its steps: run again, it (or
+    // rollback) finishes.
+    let token = |lab: &FaultLab| {
+        let pending: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(lab.lab.state.path().join("pending.json")).unwrap(),
+        )
+        .unwrap();
+        pending["token"].as_str().unwrap().to_owned()
+    };
+    let overdue = || {
+        let lab = FaultLab::new();
+        lab.lab
+            .knft(&["apply", "-f", path(&lab.lockout), "--confirm", "1"])
+            .unwrap();
+        lab.kill_watchers();
+        std::thread::sleep(Duration::from_millis(1100));
+        lab
+    };
+    let watch_steps = {
+        let lab = overdue();
+        let t = token(&lab);
+        kld_tests::fault::steps(lab.command(&["await-confirm", &t])).unwrap()
+    };
+    assert!(watch_steps >= 2, "the watcher reverts in steps");
+    for n in 1..=watch_steps {
+        let lab = overdue();
+        let t = token(&lab);
+        kld_tests::fault::killed_after(lab.command(&["await-confirm", &t]), n).unwrap();
+        lab.live();
+        assert_eq!(lab.boot(), Live::Old, "watcher step {n}");
+        let again = lab.lab.knft(&["rollback"]);
+        assert!(code(&again) <= 1, "watcher step {n}: {again:?}");
+        assert_eq!(lab.live(), Live::Old, "watcher step {n}");
+        assert_eq!(lab.boot(), Live::Old, "watcher step {n}");
+        lab.assert_settled();
+    }
+    eprintln!(
+        "knft confirm: {confirm_steps} kill points; knft rollback: {rollback_steps}; knft await-confirm: {watch_steps}"
+    );
+}
+
+#[test]
+fn concurrent_applies_serialise_and_one_confirm_window_wins() {
+    const N: u16 = 6;
+    let lab = FaultLab::new();
+    let dir = lab.web.parent().unwrap().to_owned();
+    let files: Vec<PathBuf> = (0..N)
+        .map(|i| {
+            let f = dir.join(format!("port{i}.toml"));
+            std::fs::write(
+                &f,
+                WEB.replace("service = \"ssh\"", &format!("tcp = {}", 3000 + i)),
+            )
+            .unwrap();
+            f
+        })
+        .collect();
+    let run_all = |extra: &[&str]| -> Vec<Result<kld_exec::Output, kld_exec::Error>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .iter()
+                .map(|f| {
+                    let mut args = vec!["apply", "-f", path(f)];
+                    args.extend_from_slice(extra);
+                    let lab = &lab;
+                    s.spawn(move || lab.lab.knft(&args))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    // Plain applies: all succeed, one after another; the last one is live
+    // and is what loads at boot.
+    let results = run_all(&[]);
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    let listing = lab.lab.table().unwrap();
+    let port = (3000..3000 + N)
+        .find(|p| listing.contains(&format!("mgmt: tcp {p}")))
+        .expect("one of the files is live");
+    let boot = std::fs::read_to_string(lab.lab.state.path().join("boot.nft")).unwrap();
+    assert!(boot.contains(&format!("mgmt: tcp {port}")), "{boot}");
+    assert!(
+        reaches(&lab.lab.mgmt, &format!("198.51.100.1:{port}")) || {
+            // No server on that port: refused (RST) fast rather than dropped.
+            connect_refused(&lab.lab.mgmt, &format!("198.51.100.1:{port}"))
+        }
+    );
+    lab.assert_settled();
+    // With a confirmation window: exactly one wins, the others are told.
+    let results = run_all(&["--confirm", "600"]);
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(r.stderr().contains("awaits confirmation"), "{r}");
+    }
+    assert_eq!(watchers(lab.lab.state.path()).len(), 1);
+    lab.lab.knft(&["confirm"]).unwrap();
+    lab.assert_settled();
+}
+
+/// Whether a connection is refused at once (the port is open in the
+/// firewall, nothing listens).
+fn connect_refused(ns: &Netns, addr: &str) -> bool {
+    matches!(
+        connect(ns, addr, Duration::from_secs(2)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}

@@ -850,3 +850,233 @@ fn upload_needs_the_known_host_key_and_is_verified() {
         kld_seal::hash::sha256_file(&out.join("third.qcow2")).unwrap()
     );
 }
+
+// ---------------------------------------------------------------------
+// Under kills and against the running system.
+
+/// A small system tree with something for every default operation, cheap
+/// enough to make once per kill point.
+fn small_root(r: &Path) {
+    write(
+        r,
+        "/etc/machine-id",
+        "4f1c2b7e9a8d4c3b8e7f6a5b4c3d2e1f\n",
+        0o444,
+    );
+    write(
+        r,
+        "/var/lib/dbus/machine-id",
+        "4f1c2b7e9a8d4c3b8e7f6a5b4c3d2e1f\n",
+        0o444,
+    );
+    write(r, "/var/lib/systemd/random-seed", "seedseedseed", 0o600);
+    write(
+        r,
+        "/etc/ssh/ssh_host_ed25519_key",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        0o600,
+    );
+    write(
+        r,
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        "ssh-ed25519 AAAA host\n",
+        0o644,
+    );
+    write(r, "/etc/ssh/sshd_config", "PermitRootLogin no\n", 0o644);
+    write(
+        r,
+        "/var/lib/dhcp/dhclient.eth0.leases",
+        "lease { }\n",
+        0o644,
+    );
+    write(r, "/var/log/syslog", "a log line\n", 0o640);
+    write(r, "/var/log/journal/4f1c/system.journal", "LPKSHHRH", 0o640);
+    write(r, "/root/.bash_history", "zpool status\n", 0o600);
+    write(r, "/home/alice/.bash_history", "ls\n", 0o600);
+    write(r, "/home/alice/notes.txt", "remember the milk\n", 0o644);
+    write(
+        r,
+        "/etc/wireguard/wg0.key",
+        "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
+        0o600,
+    );
+    write(
+        r,
+        "/etc/kldload/install-manifest.env",
+        "KLDLOAD_ROOT_PASSWORD=hunter2\n",
+        0o600,
+    );
+    write(r, "/tmp/build.o", "junk", 0o644);
+    write(r, "/var/tmp/cache.bin", "junk", 0o644);
+    write(
+        r,
+        "/var/cache/apt/archives/foo_1.0_amd64.deb",
+        "!<arch>",
+        0o644,
+    );
+    write(r, "/etc/myapp.conf", "listen = 8080\n", 0o644);
+}
+
+/// A small root in `parent/root`, with a sibling `parent/outside` that no
+/// seal may touch.
+fn small_world(parent: &Path) -> PathBuf {
+    let root = parent.join("root");
+    small_root(&root);
+    write(parent, "/outside/keep.txt", "not part of the tree\n", 0o644);
+    write(parent, "/outside/tmp/also-kept", "x", 0o644);
+    root
+}
+
+#[test]
+fn kseal_killed_at_every_step_finishes_when_run_again() {
+    let kseal = bin("kseal");
+    let reference = tempfile::tempdir().unwrap();
+    let root = small_world(reference.path());
+    let steps = kld_tests::fault::trace({
+        let mut c = std::process::Command::new(&kseal);
+        c.arg(&root);
+        c
+    })
+    .unwrap();
+    assert!(steps.len() >= 10, "{steps:?}");
+    let sealed = snapshot(&root);
+    let outside = snapshot(&reference.path().join("outside"));
+    let (code, out, err) = sh(std::process::Command::new(&kseal).arg("audit").arg(&root));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, ""),
+        "the reference is not clean: {err}"
+    );
+    for n in 1..=steps.len() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = small_world(dir.path());
+        let mut c = std::process::Command::new(&kseal);
+        c.arg(&root);
+        kld_tests::fault::killed_after(c, n).unwrap();
+        let (code, out, err) = sh(std::process::Command::new(&kseal).arg(&root));
+        assert_eq!(
+            code,
+            0,
+            "step {n} ({}): the re-run failed: {out}{err}",
+            steps[n - 1]
+        );
+        assert_eq!(
+            snapshot(&root),
+            sealed,
+            "step {n} ({}): not the same seal",
+            steps[n - 1]
+        );
+        let (code, out, err) = sh(std::process::Command::new(&kseal).arg("audit").arg(&root));
+        assert_eq!((code, out.as_str()), (0, ""), "step {n}: not clean: {err}");
+        assert_eq!(
+            snapshot(&dir.path().join("outside")),
+            outside,
+            "step {n}: outside touched"
+        );
+    }
+    eprintln!(
+        "kseal (tree): {} kill points, each finished by a re-run",
+        steps.len()
+    );
+}
+
+/// A tiny root that kseal can run in (chrooted): `small_root`, kseal and
+/// the libraries it links.
+fn chroot_with_kseal(r: &Path) {
+    small_root(r);
+    let kseal = bin("kseal");
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    std::fs::copy(&kseal, r.join("kseal")).unwrap();
+    std::fs::create_dir_all(r.join("bin")).unwrap();
+    std::fs::copy(&sh, r.join("bin/sh")).unwrap();
+    for program in [&kseal, &sh] {
+        let ldd = Cmd::new("ldd").arg(program).run().unwrap().stdout_str();
+        for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+            let to = r.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn kseal_refuses_the_running_system_however_it_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    chroot_with_kseal(r);
+    std::os::unix::fs::symlink("/", r.join("link-to-root")).unwrap();
+    std::fs::create_dir_all(r.join("mnt/bind")).unwrap();
+    let before = snapshot(r);
+    let cases: &[(&str, &str)] = &[
+        ("kseal /", "/kseal /"),
+        ("kseal ../ from /tmp", "cd /tmp && /kseal ../"),
+        ("kseal of a symlink to /", "/kseal /link-to-root"),
+        ("kseal //./", "/kseal //./"),
+    ];
+    for (what, script) in cases {
+        let (code, out, err) = sh(std::process::Command::new("chroot")
+            .arg(r)
+            .args(["/bin/sh", "-c", script]));
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.contains("kseal: error:") && err.contains("running system"),
+            "{what}: {err}"
+        );
+        assert!(err.contains("kseal: hint:"), "{what}: {err}");
+        assert_eq!(snapshot(r), before, "{what} changed the tree");
+    }
+    // A bind mount of / (in a mount namespace of its own).
+    let (code, out, err) = sh(std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c"])
+        .arg(format!(
+            "mount --bind {r} {r}/mnt/bind && chroot {r} /kseal /mnt/bind",
+            r = r.display()
+        )));
+    assert_eq!(code, 2, "bind mount: {out}{err}");
+    assert!(err.contains("running system"), "bind mount: {err}");
+    assert_eq!(snapshot(r), before, "the bind mount case changed the tree");
+    // A dry run of the running system changes nothing and is allowed.
+    let (code, out, err) =
+        sh(std::process::Command::new("chroot")
+            .arg(r)
+            .args(["/kseal", "--dry-run", "/"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("machine-id\twrite\t/etc/machine-id"), "{out}");
+    assert_eq!(snapshot(r), before);
+}
+
+#[test]
+fn kseal_dry_run_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = small_world(dir.path());
+    // More lines than a pipe holds, so that the writes outlast the reader.
+    for i in 0..5000 {
+        write(&root, &format!("/tmp/junk-{i}"), "x", 0o644);
+    }
+    let mut child = std::process::Command::new(bin("kseal"))
+        .arg("--dry-run")
+        .arg(&root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe.
+    {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        assert!(!line.is_empty());
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err, "", "nothing is said on a closed pipe");
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "the conventional status of a closed pipe"
+    );
+}

@@ -125,3 +125,134 @@ mount_all exported
 check_sealed /out
 zpool export exported
 losetup -d "$lo"
+
+# ---------------------------------------------------------------------
+# Under kills. A fresh golden pool on the disk for each kill point.
+golden() {
+    zpool create -f -O mountpoint=none -O canmount=off -R /inst kse "$disk"
+    zfs create -o canmount=off -o mountpoint=none kse/ROOT
+    zfs create -o canmount=noauto -o mountpoint=/ kse/ROOT/debian
+    zfs mount kse/ROOT/debian
+    zfs create -o canmount=off -o mountpoint=/var kse/var
+    zfs create -o mountpoint=/var/log kse/var/log
+    zfs create -o mountpoint=/var/lib kse/var/lib
+    zfs create -o mountpoint=/home kse/home
+    zfs create -o mountpoint=/root kse/root
+    zpool set bootfs=kse/ROOT/debian kse
+    populate /inst
+    echo 'remember the milk' > /inst/home/alice/notes.txt
+    echo 'listen = 8080' > /inst/etc/myapp.conf
+    guid=$(zpool get -H -o value guid kse)
+    zpool export kse
+}
+
+no_leftovers() {
+    # no_leftovers WHAT: no temporary pool, sealing mount or deleted loop.
+    if zpool list -H -o name | grep -q kldseal; then fail "$1: a temporary pool is imported"; fi
+    if grep -q kld-seal /proc/mounts; then fail "$1: a sealing mount was left"; fi
+    if losetup -a | grep -q deleted; then fail "$1: a loop device holds a deleted copy"; fi
+}
+
+check_disk_sealed() {
+    zpool import -d "${disk}1" -R /chk -N "$guid" kse
+    mount_all kse
+    check_sealed /chk
+    zpool export kse
+}
+
+# kseal DISK killed with its temporary pool imported (the step right after
+# the import): the next run exports it, says so, and seals. (Every kill
+# point of a tree seal is in the host tier; here each kill point costs
+# ~40 s, so the VM proves the points that only ZFS has.)
+golden
+total=$(steps kseal "$disk")
+[ "$total" -ge 8 ] || fail "kseal on a disk takes only $total steps"
+imported=$(grep -n 'zpool import .*-t' /tmp/steps.trace | head -1 | cut -d: -f1)
+[ -n "$imported" ] || fail "no import among kseal's steps: $(cat /tmp/steps.trace)"
+mounted=$(grep -n 'zfs mount' /tmp/steps.trace | tail -1 | cut -d: -f1)
+for n in "$imported" "$mounted"; do
+    golden
+    killed_after "$n" kseal "$disk"
+    zpool list -H -o name | grep -q kldseal || fail "step $n left no temporary pool"
+    if kseal --dry-run "$disk" > dry.out 2> dry.err; then fail "a dry run sealed past a left pool"; fi
+    grep -q "pool kldseal" dry.err || fail "the dry run does not name the pool: $(cat dry.err)"
+    kseal "$disk" > rerun.out 2> rerun.err || fail "kseal after a kill at step $n: $(cat rerun.err)"
+    grep -q "exported pool kldseal" rerun.err || fail "the re-run does not say what it exported: $(cat rerun.err)"
+    no_leftovers "kseal step $n"
+    check_disk_sealed
+done
+echo "fault: kseal DISK ($total steps): killed after the import (step $imported) and the last mount (step $mounted), the next run exported the pool and sealed"
+
+# A temporary pool that cannot be exported: the refusal names it and the way out.
+golden
+killed_after "$imported" kseal "$disk"
+left=$(zpool list -H -o name | grep kldseal) || fail "no temporary pool left at step $imported: $(cat /tmp/killed.err)"
+zfs mount "$left/ROOT/debian"
+alt=$(zpool get -H -o value altroot "$left")
+( cd "$alt" && sleep 600 ) &
+holder=$!
+sleep 1
+if kseal "$disk" > busy.out 2> busy.err; then fail "kseal sealed past a busy temporary pool"; fi
+grep -q "pool $left" busy.err || fail "the refusal does not name $left: $(cat busy.err)"
+grep -q "zpool export" busy.err || fail "the refusal does not say how to recover: $(cat busy.err)"
+kill "$holder"; wait "$holder" 2>/dev/null || true
+kseal "$disk" > /dev/null 2> after.err || fail "kseal once the pool is free: $(cat after.err)"
+no_leftovers "the busy pool"
+check_disk_sealed
+echo "fault: a busy temporary pool is refused by name: $(head -1 busy.err)"
+
+# kexport killed with its sealing copy made (0600 in a 0700 directory) and
+# with the copy's pool imported: the next run removes both and exports a
+# sealed image; a final name is only ever complete.
+golden
+rm -rf /tmp/fx && mkdir -p /tmp/fx
+total=$(steps kexport --name g0 "$disk" raw /tmp/fx)
+copied=$(grep -n 'qemu-img convert' /tmp/steps.trace | head -1 | cut -d: -f1)
+imported=$(grep -n 'zpool import .*-t' /tmp/steps.trace | head -1 | cut -d: -f1)
+rm -rf /tmp/fx
+for n in "$copied" "$imported" "$total"; do
+    golden
+    mkdir -p /tmp/fx
+    killed_after "$n" kexport --name g "$disk" raw /tmp/fx
+    for w in /tmp/fx/.kld-kexport-*; do
+        [ -d "$w" ] || fail "step $n left no working directory"
+        same "$(stat -c %a "$w")" 700
+        [ ! -f "$w/g.sealing.raw" ] || same "$(stat -c %a "$w/g.sealing.raw")" 600
+    done
+    if [ -e /tmp/fx/g.raw ]; then
+        same "$(cut -d' ' -f1 /tmp/fx/g.raw.sha256)" "$(sha256sum /tmp/fx/g.raw | cut -d' ' -f1)"
+        kexport --name again "$disk" raw /tmp/fx > rerun.out 2> rerun.err || fail "step $n: $(cat rerun.err)"
+    else
+        kexport --name g "$disk" raw /tmp/fx > rerun.out 2> rerun.err || fail "step $n: $(cat rerun.err)"
+    fi
+    grep -q "removed /tmp/fx/.kld-kexport-" rerun.err || fail "step $n: the next run did not say what it removed: $(cat rerun.err)"
+    if ls -a /tmp/fx | grep -q '^\.kld-kexport-'; then fail "step $n: a working directory survived the next run"; fi
+    no_leftovers "kexport step $n"
+    lo=$(losetup -f --show -P /tmp/fx/g.raw)
+    zpool import -d "${lo}p1" -R /out -N "$guid" exported
+    mount_all exported
+    check_sealed /out
+    zpool export exported
+    losetup -d "$lo"
+    rm -rf /tmp/fx
+done
+echo "fault: kexport ($total steps): killed after the copy (step $copied), the import (step $imported) and the last step; each cleaned and exported sealed by the next run"
+
+# SIGTERM and SIGINT: the sealing copy goes with the run.
+for sig in TERM; do
+    golden
+    mkdir -p /tmp/fx
+    kexport --name "s$sig" "$disk" raw /tmp/fx > /dev/null 2> sig.err &
+    pid=$!
+    i=0
+    until ls /tmp/fx/.kld-kexport-*/"s$sig.sealing.raw" > /dev/null 2>&1 || [ $i -ge 200 ]; do
+        sleep 0.05; i=$((i + 1))
+    done
+    kill -"$sig" "$pid"
+    set +e; wait "$pid"; got=$?; set -e
+    [ "$got" -ne 0 ] || { echo "kexport ended before SIG$sig"; }
+    if ls -a /tmp/fx | grep -q '^\.kld-kexport-'; then fail "SIG$sig left the working directory: $(cat sig.err)"; fi
+    no_leftovers "SIG$sig"
+    rm -rf /tmp/fx
+done
+echo "fault: kexport removes its sealing copy on SIGTERM"

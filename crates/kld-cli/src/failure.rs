@@ -140,6 +140,12 @@ impl From<kld_seal::Error> for Failure {
                 "kseal seals ZFS disks and mounted trees: mount the system and seal the directory, or export with --no-seal",
             ),
             E::NotARoot(_) => Some("ROOT is the directory the system is mounted at"),
+            E::StalePool { .. } => Some(
+                "stop what uses its mounts (fuser -m), then `zpool export -f POOL` and `losetup -d` its loop device",
+            ),
+            E::RunningSystem(_) => Some(
+                "seal a system offline: mount its disk elsewhere and seal that directory, or seal the disk itself (kseal /dev/...)",
+            ),
             E::Exec(x) if x.stderr().contains("in use from another system")
                 || x.stderr().contains("was previously in use from") =>
             {
@@ -161,9 +167,40 @@ impl From<kld_seal::Error> for Failure {
     }
 }
 
+/// The exit status of a binary whose standard output was closed under it
+/// (`kseal --dry-run / | head`): 128 + SIGPIPE, what a shell reports for a
+/// program that SIGPIPE ended.
+pub const CLOSED_STDOUT: u8 = 141;
+
+/// Whether a panic's payload is `println!`'s on a closed standard output.
+fn closed_stdout(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
+    text.is_some_and(|t| t.starts_with("failed printing to stdout") && t.contains("Broken pipe"))
+}
+
 /// Runs a binary's body and turns its outcome into output and an exit code.
+///
+/// A body whose standard output is closed by its reader (a pipe into
+/// `head`) ends quietly with [`CLOSED_STDOUT`], as a C program killed by
+/// SIGPIPE does, not with a panic. (SIGPIPE itself stays ignored: kld-exec
+/// writes to its children's standard input and must see `EPIPE` there, not
+/// die.)
 pub fn run(binary: &str, body: impl FnOnce() -> Result<ExitCode, Failure>) -> ExitCode {
-    match body() {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !closed_stdout(info.payload()) {
+            hook(info);
+        }
+    }));
+    let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(outcome) => outcome,
+        Err(payload) if closed_stdout(&*payload) => return ExitCode::from(CLOSED_STDOUT),
+        Err(payload) => std::panic::resume_unwind(payload),
+    };
+    match outcome {
         Ok(code) => code,
         Err(f) => {
             eprintln!("{binary}: error: {}", f.message);

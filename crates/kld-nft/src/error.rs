@@ -46,6 +46,21 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The state directory's lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] kld_fs::lock::LockError),
+    /// The process that reverts an unconfirmed change could not be
+    /// started, so nothing was loaded.
+    #[error("cannot start the process that reverts the change unless confirmed, so nothing was applied: {0}")]
+    Watcher(String),
+    /// An interrupted apply's journal names files that are not there.
+    #[error("an interrupted apply left {journal} but not {missing}: run `knft rollback` after checking `nft list table inet kld`")]
+    Journal {
+        /// The journal.
+        journal: PathBuf,
+        /// The file it needs.
+        missing: PathBuf,
+    },
     /// A change applied with a deadline awaits confirmation.
     #[error(
         "a change applied with --confirm awaits confirmation (it reverts in {seconds_left} s)"

@@ -7,7 +7,9 @@ use crate::addr::Network;
 use crate::live::{Difference, LiveTable};
 use crate::nft::Nft;
 use crate::render::{render, Ruleset, FAMILY, TABLE};
-use crate::state::{self, Pending, StateDir, APPLIED, BOOT, PREVIOUS};
+use crate::state::{
+    self, Journal, Pending, StateDir, APPLIED, BOOT, PREVIOUS, STAGED_APPLIED, STAGED_PREVIOUS,
+};
 use crate::zones::ZoneFile;
 use crate::Error;
 
@@ -79,6 +81,46 @@ pub enum Revert {
     Reverted,
     /// The change was confirmed, rolled back or replaced: nothing to do.
     NotNeeded,
+}
+
+/// What [`Firewall::recover`] found of an apply that was interrupted (the
+/// process killed, the machine stopped) and what it did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The apply had not loaded and verified its ruleset: the table as it
+    /// was before it is live again (it may never have left), the state
+    /// files as they were.
+    Undone {
+        /// The apply's token.
+        token: String,
+    },
+    /// The apply had loaded and verified its ruleset: its state files are
+    /// finished (with a deadline, the change now awaits confirmation).
+    Finished {
+        /// The apply's token.
+        token: String,
+    },
+}
+
+/// What the state directory says, read without changing anything (for
+/// `knft show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// A change awaiting confirmation in this boot.
+    pub pending: Option<Pending>,
+    /// An apply that did not finish (the next change, confirm or rollback
+    /// undoes or finishes it first).
+    pub interrupted: Option<Journal>,
+}
+
+impl Status {
+    /// Whether the pending change is past its deadline (its watcher is
+    /// gone: the next change, confirm or rollback reverts it).
+    pub fn overdue(&self) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| state::now() >= p.deadline)
+    }
 }
 
 /// A set change: add or delete elements.
@@ -167,12 +209,39 @@ impl Firewall {
     ///
     /// With `confirm`, the change is pending: it must be confirmed
     /// ([`confirm`](Self::confirm)) within that time, or
-    /// [`revert_when_due`](Self::revert_when_due) (run by a process that
-    /// outlives the caller, as `knft` arranges) or the next operation puts
-    /// the previous ruleset back; and it is not loaded at boot until
-    /// confirmed. Without, it is loaded at boot from now on.
+    /// [`watch`](Self::watch) (run by a process that outlives the caller,
+    /// as `knft` arranges through [`apply_watched`](Self::apply_watched))
+    /// or the next operation puts the previous ruleset back; and it is not
+    /// loaded at boot until confirmed. Without, it is loaded at boot from
+    /// now on.
     pub fn apply(&self, ruleset: &Ruleset, confirm: Option<Duration>) -> Result<Applied, Error> {
-        let _lock = self.state.lock()?;
+        self.apply_watched(ruleset, confirm, |_| Ok(()))
+    }
+
+    /// [`apply`](Self::apply), calling `watch` with the pending change
+    /// (with `confirm`) after its journal is written and before the new
+    /// ruleset is loaded: the caller starts there the process that reverts
+    /// the change unless confirmed ([`watch`](Self::watch) with the token),
+    /// so that there is one whenever the change is live. If `watch` fails,
+    /// nothing is loaded.
+    ///
+    /// Under kills: the table as it was and the new ruleset are written to
+    /// the state directory, then the journal (`apply.json`), before
+    /// anything is loaded; the journal is marked committed once the new
+    /// table is verified; the state files are then renamed into place and
+    /// the journal removed. A later run that finds the journal undoes an
+    /// uncommitted apply and finishes a committed one
+    /// ([`recover`](Self::recover)), so the live table is always the old
+    /// ruleset or the new one, `boot.nft` is never lost, and a revert only
+    /// ever loads a table that was live before.
+    pub fn apply_watched(
+        &self,
+        ruleset: &Ruleset,
+        confirm: Option<Duration>,
+        watch: impl FnOnce(&Pending) -> Result<(), String>,
+    ) -> Result<Applied, Error> {
+        let _lock = self.state.lock("knft apply")?;
+        self.recover_locked()?;
         self.expire()?;
         if let Some(p) = self.current_pending()? {
             return Err(Error::Pending {
@@ -186,14 +255,30 @@ impl Firewall {
             deadline: state::now() + d.as_secs().max(1),
             boot_id: state::boot_id(),
         });
-        let staged = format!("{PREVIOUS}.new");
-        self.state.write(&staged, &previous)?;
+        let mut journal = Journal {
+            token: pending
+                .as_ref()
+                .map_or_else(state::token, |p| p.token.clone()),
+            boot_id: state::boot_id(),
+            deadline: pending.as_ref().map(|p| p.deadline),
+            committed: false,
+        };
+        self.state.write(STAGED_PREVIOUS, &previous)?;
+        self.state.write(STAGED_APPLIED, ruleset.text())?;
+        self.state.set_journal(&journal)?;
+        let abandon = |this: &Self| -> Result<(), Error> {
+            this.state.clear_journal()?;
+            this.state.remove(STAGED_APPLIED)?;
+            this.state.remove(STAGED_PREVIOUS)
+        };
         if let Some(p) = &pending {
-            self.state.set_pending(p)?;
+            if let Err(e) = watch(p) {
+                abandon(self)?;
+                return Err(Error::Watcher(e));
+            }
         }
         if let Err(e) = self.nft.load(ruleset.text()) {
-            self.state.remove(&staged)?;
-            self.state.clear_pending()?;
+            abandon(self)?;
             return Err(e.into());
         }
         let differences = match self.live()? {
@@ -202,23 +287,96 @@ impl Firewall {
         };
         if !differences.is_empty() {
             self.nft.load(&previous)?;
-            self.state.remove(&staged)?;
-            self.state.clear_pending()?;
+            abandon(self)?;
             return Err(Error::Unverified(differences));
         }
-        std::fs::rename(self.state.file(&staged), self.state.file(PREVIOUS)).map_err(|source| {
-            Error::State {
-                path: self.state.file(PREVIOUS),
-                source,
-            }
-        })?;
-        self.state.write(APPLIED, ruleset.text())?;
-        if pending.is_none() {
-            self.state.write(BOOT, ruleset.text())?;
-        }
+        journal.committed = true;
+        self.state.set_journal(&journal)?;
+        self.finish(&journal)?;
         Ok(Applied {
             rules: ruleset.rule_count(),
             pending,
+        })
+    }
+
+    /// Puts a committed apply's state files in place (each step may have
+    /// been made already by a run that was killed) and removes its journal.
+    fn finish(&self, j: &Journal) -> Result<(), Error> {
+        if self.state.file(STAGED_PREVIOUS).exists() {
+            self.state.rename(STAGED_PREVIOUS, PREVIOUS)?;
+        }
+        if self.state.file(STAGED_APPLIED).exists() {
+            self.state.rename(STAGED_APPLIED, APPLIED)?;
+        }
+        match j.deadline {
+            None => {
+                let applied = self.state.read(APPLIED)?.ok_or_else(|| Error::Journal {
+                    journal: self.state.file("apply.json"),
+                    missing: self.state.file(APPLIED),
+                })?;
+                self.state.write(BOOT, &applied)?;
+            }
+            Some(deadline) => self.state.set_pending(&Pending {
+                token: j.token.clone(),
+                deadline,
+                boot_id: j.boot_id.clone(),
+            })?,
+        }
+        self.state.clear_journal()
+    }
+
+    /// Undoes or finishes an apply that was interrupted (see
+    /// [`apply_watched`](Self::apply_watched)), if the state directory holds
+    /// one, and says what it did. Every change, confirm and rollback does
+    /// this first; `knft` calls it to tell the user.
+    pub fn recover(&self) -> Result<Option<Recovered>, Error> {
+        let _lock = self.state.lock("knft recovering an interrupted apply")?;
+        self.recover_locked()
+    }
+
+    fn recover_locked(&self) -> Result<Option<Recovered>, Error> {
+        let Some(j) = self.state.journal()? else {
+            // Staged files without a journal: an apply stopped before it
+            // wrote the journal, so before it loaded anything.
+            self.state.remove(STAGED_APPLIED)?;
+            self.state.remove(STAGED_PREVIOUS)?;
+            return Ok(None);
+        };
+        if j.committed {
+            self.finish(&j)?;
+            return Ok(Some(Recovered::Finished { token: j.token }));
+        }
+        if j.boot_id == state::boot_id() {
+            let previous = self
+                .state
+                .read(STAGED_PREVIOUS)?
+                .ok_or_else(|| Error::Journal {
+                    journal: self.state.file("apply.json"),
+                    missing: self.state.file(STAGED_PREVIOUS),
+                })?;
+            let saved = previous
+                .strip_prefix(&replace_header())
+                .unwrap_or(&previous);
+            let live = self.nft.list_text()?.unwrap_or_default();
+            if comparable(&live) != comparable(saved) {
+                self.load_exactly(&previous)?;
+            }
+        }
+        // In another boot the live table came from boot.nft, which an
+        // uncommitted apply never touched.
+        self.state.clear_journal()?;
+        self.state.remove(STAGED_APPLIED)?;
+        self.state.remove(STAGED_PREVIOUS)?;
+        Ok(Some(Recovered::Undone { token: j.token }))
+    }
+
+    /// What the state directory says, changing nothing (no lock, no
+    /// revert): for a read-only command.
+    pub fn status(&self) -> Result<Status, Error> {
+        let boot = state::boot_id();
+        Ok(Status {
+            pending: self.state.pending()?.filter(|p| p.boot_id == boot),
+            interrupted: self.state.journal()?,
         })
     }
 
@@ -246,16 +404,21 @@ impl Firewall {
         }
     }
 
-    /// The change awaiting confirmation, if any.
+    /// The change awaiting confirmation, if any (an interrupted apply is
+    /// recovered and an overdue change reverted first).
     pub fn pending(&self) -> Result<Option<Pending>, Error> {
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock("knft pending")?;
+        self.recover_locked()?;
         self.expire()?;
         self.current_pending()
     }
 
     /// Keeps the pending change: it stays, and loads at boot from now on.
     pub fn confirm(&self) -> Result<(), Error> {
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock("knft confirm")?;
+        if let Some(Recovered::Undone { .. }) = self.recover_locked()? {
+            return Err(Error::NothingPending);
+        }
         if self.expire()? {
             return Err(Error::NothingPending);
         }
@@ -274,50 +437,88 @@ impl Firewall {
 
     /// Puts back the table as it was before the last apply (exactly: the
     /// restored table lists as the saved one), or removes it if there was
-    /// none. The restored ruleset is also what loads at boot.
+    /// none. The restored ruleset is also what loads at boot. An apply that
+    /// was interrupted before it took effect is the last apply: undoing it
+    /// is the whole rollback.
     pub fn rollback(&self) -> Result<(), Error> {
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock("knft rollback")?;
+        if let Some(Recovered::Undone { .. }) = self.recover_locked()? {
+            return Ok(());
+        }
         self.restore_previous()
     }
 
-    fn restore_previous(&self) -> Result<(), Error> {
-        let previous = self.state.read(PREVIOUS)?.ok_or(Error::NoPrevious)?;
-        self.nft.load(&previous)?;
-        let saved = previous
-            .strip_prefix(&replace_header())
-            .unwrap_or(&previous);
+    /// Loads a saved table and checks it lists as saved.
+    fn load_exactly(&self, previous: &str) -> Result<(), Error> {
+        self.nft.load(previous)?;
+        let saved = previous.strip_prefix(&replace_header()).unwrap_or(previous);
         let now = self.nft.list_text()?.unwrap_or_default();
         if comparable(&now) != comparable(saved) {
             return Err(Error::RestoreMismatch);
         }
+        Ok(())
+    }
+
+    /// Loads `previous.nft` and makes it the boot ruleset. Every step can
+    /// be repeated: `previous.nft` goes last, so a run killed part-way is
+    /// finished by the next revert or rollback.
+    fn restore_previous(&self) -> Result<(), Error> {
+        let previous = self.state.read(PREVIOUS)?.ok_or(Error::NoPrevious)?;
+        self.load_exactly(&previous)?;
+        let saved = previous
+            .strip_prefix(&replace_header())
+            .unwrap_or(&previous);
         if saved.is_empty() {
             self.state.remove(BOOT)?;
         } else {
             self.state.write(BOOT, &previous)?;
         }
+        self.state.clear_pending()?;
         self.state.remove(APPLIED)?;
-        self.state.remove(PREVIOUS)?;
-        self.state.clear_pending()
+        self.state.remove(PREVIOUS)
     }
 
     /// Waits for `pending`'s deadline, then reverts the change if it is
     /// still pending (not confirmed, rolled back or replaced meanwhile).
     pub fn revert_when_due(&self, pending: &Pending) -> Result<Revert, Error> {
+        self.watch(&pending.token)
+    }
+
+    /// The watcher of the apply with this token: waits for its deadline
+    /// (from the apply's journal, or its pending record once written), then
+    /// reverts the change unless it was confirmed, rolled back or replaced
+    /// meanwhile; an apply that was interrupted is undone or finished
+    /// first ([`recover`](Self::recover)).
+    pub fn watch(&self, token: &str) -> Result<Revert, Error> {
+        let deadline = |this: &Self| -> Result<Option<u64>, Error> {
+            if let Some(j) = this.state.journal()?.filter(|j| j.token == token) {
+                return Ok(j.deadline);
+            }
+            Ok(this
+                .state
+                .pending()?
+                .filter(|p| p.token == token)
+                .map(|p| p.deadline))
+        };
         loop {
+            // Stop waiting as soon as the change is confirmed or replaced.
+            let Some(due) = deadline(self)? else {
+                return Ok(Revert::NotNeeded);
+            };
             let now = state::now();
-            if now >= pending.deadline {
+            if now >= due {
                 break;
             }
-            std::thread::sleep(Duration::from_secs((pending.deadline - now).min(1)));
-            // Stop waiting as soon as the change is confirmed.
-            match self.state.pending()? {
-                Some(p) if p.token == pending.token => {}
-                _ => return Ok(Revert::NotNeeded),
+            std::thread::sleep(Duration::from_secs((due - now).min(1)));
+        }
+        let _lock = self.state.lock("knft reverting an unconfirmed change")?;
+        if let Some(Recovered::Undone { token: t }) = self.recover_locked()? {
+            if t == token {
+                return Ok(Revert::Reverted);
             }
         }
-        let _lock = self.state.lock()?;
         match self.current_pending()? {
-            Some(p) if p.token == pending.token => {
+            Some(p) if p.token == token => {
                 self.restore_previous()?;
                 Ok(Revert::Reverted)
             }
@@ -364,7 +565,7 @@ impl Firewall {
             SetOp::Delete => "delete",
         };
         let elements = format!("{{ {} }}", checked.join(", "));
-        let _lock = self.state.lock()?;
+        let _lock = self.state.lock("knft set")?;
         self.nft
             .command(&[verb, "element", FAMILY, TABLE, set, &elements])
             .map_err(Error::from)

@@ -42,7 +42,7 @@ mod zones;
 
 pub use addr::{Family, Network, NetworkError};
 pub use error::Error;
-pub use firewall::{Applied, Firewall, Revert, SetOp};
+pub use firewall::{Applied, Firewall, Recovered, Revert, SetOp, Status};
 pub use live::{Difference, LiveChain, LiveRule, LiveSet, LiveTable, ReadError};
 pub use name::{Interface, NameError, SetName, ZoneName};
 pub use nft::Nft;
@@ -51,7 +51,7 @@ pub use render::{
     render, Expected, ExpectedChain, ExpectedRule, ExpectedSet, Ruleset, FAMILY, TABLE,
 };
 pub use service::{service, PortRange, Transport, ICMPV6_TYPES, ICMP_TYPES, SERVICES};
-pub use state::{Pending, StateDir, DEFAULT_STATE_DIR};
+pub use state::{Journal, Pending, StateDir, DEFAULT_STATE_DIR};
 pub use zones::{NamedSet, PortForward, Rate, RateUnit, Rule, Zone, ZoneFile};
 
 impl ZoneFile {

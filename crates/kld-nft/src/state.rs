@@ -3,8 +3,7 @@
 //! written atomically (temporary file in the same directory, fsync, rename,
 //! fsync of the directory).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,18 +32,39 @@ pub struct Pending {
     pub boot_id: String,
 }
 
+/// The journal of an apply in progress (`apply.json`): written before the
+/// new ruleset is loaded, marked committed once it is loaded and verified,
+/// removed when the state files say so. Found by a later run, it says
+/// what to do: an apply that was not committed is undone (the table as it
+/// was before it is loaded again), a committed one is finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// The apply's token (its watcher's, with a deadline).
+    pub token: String,
+    /// The kernel boot it ran in.
+    pub boot_id: String,
+    /// With `--confirm`: when the change reverts unless confirmed.
+    pub deadline: Option<u64>,
+    /// The new ruleset was loaded and verified.
+    pub committed: bool,
+}
+
 /// The files of the state directory.
 pub(crate) const APPLIED: &str = "applied.nft";
 pub(crate) const PREVIOUS: &str = "previous.nft";
 pub(crate) const BOOT: &str = "boot.nft";
+/// What an apply in progress will make `previous.nft` and `applied.nft`.
+pub(crate) const STAGED_PREVIOUS: &str = "previous.nft.new";
+pub(crate) const STAGED_APPLIED: &str = "applied.nft.new";
 const PENDING: &str = "pending.json";
+const JOURNAL: &str = "apply.json";
 const LOCK: &str = "lock";
+/// The mode of every state file (rules are not secret; the boot unit and
+/// administrators read them).
+const MODE: u32 = 0o644;
 
 /// The lock on the state directory, held while a change is made.
-#[derive(Debug)]
-pub(crate) struct Lock {
-    _file: File,
-}
+pub(crate) type Lock = kld_fs::lock::Lock;
 
 impl StateDir {
     /// The state kept in `dir` (created when first written).
@@ -69,18 +89,15 @@ impl StateDir {
         }
     }
 
-    /// Takes the directory's lock (waits for another knft to finish).
-    pub(crate) fn lock(&self) -> Result<Lock, Error> {
+    /// Takes the directory's lock for `purpose` (waits for another knft to
+    /// finish; the lock file names the holder).
+    pub(crate) fn lock(&self, purpose: &str) -> Result<Lock, Error> {
         fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
-        let path = self.file(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| self.err(&path, e))?;
-        file.lock().map_err(|e| self.err(&path, e))?;
-        Ok(Lock { _file: file })
+        Ok(kld_fs::lock::Lock::acquire(
+            &self.file(LOCK),
+            purpose,
+            |_| {},
+        )?)
     }
 
     /// The text of `name`, if it exists.
@@ -93,45 +110,66 @@ impl StateDir {
         }
     }
 
-    /// Writes `name` atomically.
+    /// Writes `name` atomically and durably ([`kld_fs::replace`]).
     pub(crate) fn write(&self, name: &str, text: &str) -> Result<(), Error> {
         fs::create_dir_all(&self.dir).map_err(|e| self.err(&self.dir, e))?;
         let path = self.file(name);
-        let tmp = self.file(&format!(".{name}.tmp"));
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| self.err(&path, e))
+        kld_fs::replace(&path, text.as_bytes(), MODE).map_err(|e| self.err(&path, e))
     }
 
-    /// Removes `name` if it exists.
+    /// Renames `from` to `to` durably (one fault-injection step).
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        let (a, b) = (self.file(from), self.file(to));
+        fs::rename(&a, &b)
+            .and_then(|()| kld_fs::sync_dir(&self.dir))
+            .map_err(|e| self.err(&b, e))?;
+        kld_fs::fault::step(|| format!("rename {} {}", a.display(), b.display()));
+        Ok(())
+    }
+
+    /// Removes `name` if it exists (durably: one fault-injection step).
     pub(crate) fn remove(&self, name: &str) -> Result<(), Error> {
         let path = self.file(name);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                kld_fs::sync_dir(&self.dir).map_err(|e| self.err(&self.dir, e))?;
+                kld_fs::fault::step(|| format!("remove {}", path.display()));
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.err(&path, e)),
         }
     }
 
-    /// The change awaiting confirmation, if any (in any boot).
-    pub fn pending(&self) -> Result<Option<Pending>, Error> {
-        let Some(text) = self.read(PENDING)? else {
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, Error> {
+        let Some(text) = self.read(name)? else {
             return Ok(None);
         };
         serde_json::from_str(&text).map(Some).map_err(|e| {
             self.err(
-                &self.file(PENDING),
+                &self.file(name),
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             )
         })
+    }
+
+    /// The change awaiting confirmation, if any (in any boot).
+    pub fn pending(&self) -> Result<Option<Pending>, Error> {
+        self.json(PENDING)
+    }
+
+    /// The journal of an apply that has not finished, if any.
+    pub fn journal(&self) -> Result<Option<Journal>, Error> {
+        self.json(JOURNAL)
+    }
+
+    pub(crate) fn set_journal(&self, j: &Journal) -> Result<(), Error> {
+        let text = serde_json::to_string(j).expect("a Journal serialises");
+        self.write(JOURNAL, &(text + "\n"))
+    }
+
+    pub(crate) fn clear_journal(&self) -> Result<(), Error> {
+        self.remove(JOURNAL)
     }
 
     pub(crate) fn set_pending(&self, p: &Pending) -> Result<(), Error> {
@@ -192,7 +230,7 @@ mod tests {
             deadline: now() + 5,
             boot_id: boot_id(),
         };
-        let _lock = s.lock().unwrap();
+        let _lock = s.lock("a test").unwrap();
         s.set_pending(&p).unwrap();
         assert_eq!(s.pending().unwrap(), Some(p));
         s.clear_pending().unwrap();

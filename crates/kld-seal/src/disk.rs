@@ -66,6 +66,8 @@ pub struct DiskReport {
     pub datasets: Vec<(String, String)>,
     /// The plan (applied unless it was a dry run).
     pub plan: Plan,
+    /// What a killed seal had left imported and was released first.
+    pub released: Released,
 }
 
 /// An imported pool that is exported, and a loop device detached, when this
@@ -118,6 +120,150 @@ fn partitions(dev: &Path) -> Vec<PathBuf> {
     parts
 }
 
+/// The PID in a temporary pool name (`kldseal<PID>x<N>`).
+fn temp_pool_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix("kldseal")?.split_once('x')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|p| match rustix::process::test_kill_process(p) {
+            Ok(()) => true,
+            Err(e) => e == rustix::io::Errno::PERM,
+        })
+}
+
+/// The loop devices backing the image file `file`.
+fn loops_of(file: &Path) -> Vec<PathBuf> {
+    let Ok(real) = std::fs::canonicalize(file) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            // A deleted file reads `PATH (deleted)`.
+            if Path::new(b.trim().trim_end_matches(" (deleted)")) == real {
+                out.push(PathBuf::from("/dev").join(e.file_name()));
+            }
+        }
+    }
+    out
+}
+
+/// What [`release_stale`] found and did, one sentence each.
+pub type Released = Vec<String>;
+
+/// Exports the temporary pools that killed seals (their process gone) left
+/// imported from `source` (a disk, or an image file through its loop
+/// devices), detaches those loop devices and removes their altroots, and
+/// says what it did. A pool that cannot be exported is an error naming it
+/// and the commands that recover. [`seal_disk`] does this first; kexport
+/// for the sealing copies a killed run left.
+pub fn release_stale(source: &Path) -> Result<Released> {
+    release(source, |pid| !alive(pid), true)
+}
+
+/// Like [`release_stale`], for this process's own temporary pools (a
+/// caller stopping on a signal while a seal is in progress).
+pub fn release_own(source: &Path) -> Result<Released> {
+    let own = std::process::id();
+    release(source, |pid| pid == own, true)
+}
+
+fn release(source: &Path, left: impl Fn(u32) -> bool, act: bool) -> Result<Released> {
+    let mut said = Vec::new();
+    let Ok(out) = Cmd::new("zpool").args(["list", "-H", "-o", "name"]).run() else {
+        return Ok(said); // no ZFS here: nothing can be imported
+    };
+    let is_file = std::fs::metadata(source).is_ok_and(|m| m.is_file());
+    let bases: Vec<PathBuf> = if is_file {
+        loops_of(source)
+    } else {
+        std::fs::canonicalize(source).into_iter().collect()
+    };
+    let mut ours: Vec<PathBuf> = Vec::new();
+    for b in &bases {
+        ours.push(b.clone());
+        ours.extend(partitions(b));
+    }
+    let ours: Vec<PathBuf> = ours
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    let mut used_loops = Vec::new();
+    for name in out.stdout_str().lines() {
+        let Some(pid) = temp_pool_pid(name) else {
+            continue;
+        };
+        if !left(pid) {
+            continue;
+        }
+        let listing = Cmd::new("zpool")
+            .args(["list", "-v", "-H", "-P", "-o", "name", name])
+            .run()?
+            .stdout_str();
+        let on_source = listing
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+            .filter_map(|w| std::fs::canonicalize(w).ok())
+            .any(|d| ours.contains(&d));
+        if !on_source {
+            continue;
+        }
+        if !act {
+            return Err(Error::StalePool {
+                pool: name.to_owned(),
+                pid,
+                source_path: source.to_path_buf(),
+                why: "a dry run changes nothing; kseal without --dry-run exports it".into(),
+            });
+        }
+        if let Err(e) = Cmd::new("zpool").args(["export", name]).run() {
+            return Err(Error::StalePool {
+                pool: name.to_owned(),
+                pid,
+                source_path: source.to_path_buf(),
+                why: e.to_string(),
+            });
+        }
+        said.push(if pid == std::process::id() {
+            format!("exported pool {name}, imported from {}", source.display())
+        } else {
+            format!(
+                "exported pool {name}, left imported from {} by a killed seal (pid {pid})",
+                source.display()
+            )
+        });
+        for dir in std::fs::read_dir("/run").into_iter().flatten().flatten() {
+            let n = dir.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&format!("kld-seal-{pid}-")) && std::fs::remove_dir(dir.path()).is_ok()
+            {
+                said.push(format!("removed its altroot {}", dir.path().display()));
+            }
+        }
+        used_loops.extend(bases.iter().filter(|_| is_file).cloned());
+    }
+    used_loops.sort();
+    used_loops.dedup();
+    for l in used_loops {
+        Cmd::new("losetup").arg("-d").arg(&l).run()?;
+        said.push(format!(
+            "detached {} from {}",
+            l.display(),
+            source.display()
+        ));
+    }
+    Ok(said)
+}
+
 fn unused_pool_name() -> Result<String> {
     let out = Cmd::new("zpool").args(["list", "-H", "-o", "name"]).run()?;
     let taken: Vec<String> = out.stdout_str().lines().map(str::to_owned).collect();
@@ -130,7 +276,11 @@ fn unused_pool_name() -> Result<String> {
 
 /// Seals the ZFS system on `source` (a block device, a zvol, or a raw
 /// image file, attached to a loop device for the time of the seal).
+///
+/// A temporary pool a killed seal left imported from `source` is exported
+/// first ([`release_stale`]; the report says so).
 pub fn seal_disk(source: &Path, how: &DiskSeal) -> Result<DiskReport> {
+    let released = release(source, |pid| !alive(pid), !how.dry_run)?;
     crate::inuse::ensure_unused(source)?;
     let meta = std::fs::metadata(source).map_err(Error::io("opening", source))?;
     let pid = std::process::id();
@@ -242,6 +392,7 @@ pub fn seal_disk(source: &Path, how: &DiskSeal) -> Result<DiskReport> {
             .to_string()
     };
     Ok(DiskReport {
+        released,
         pool: pool.name.clone(),
         bootfs: on_disk(&bootfs),
         datasets: mounts.iter().map(|(d, m)| (on_disk(d), strip(m))).collect(),

@@ -22,12 +22,28 @@ pub enum Error {
     /// The root to seal is not a directory holding a system.
     #[error("{}: not a system root (no etc/ directory)", .0.display())]
     NotARoot(PathBuf),
+    /// The root to seal is the running system's own root.
+    #[error("{}: this is the running system's root; kld never seals the system it runs on", .0.display())]
+    RunningSystem(PathBuf),
     /// A source disk is in use and must not be read or sealed.
     #[error("{}: in use: {why}", source_path.display())]
     InUse {
         /// The source.
         source_path: PathBuf,
         /// What uses it.
+        why: String,
+    },
+    /// A killed seal left its temporary pool imported from the source, and
+    /// it could not be exported.
+    #[error("pool {pool}, left imported from {} by a killed seal (pid {pid}), cannot be exported: {why}", source_path.display())]
+    StalePool {
+        /// The temporary pool.
+        pool: String,
+        /// The killed process.
+        pid: u32,
+        /// The source.
+        source_path: PathBuf,
+        /// What `zpool export` said.
         why: String,
     },
     /// The disk holds no importable ZFS pool.
@@ -87,7 +103,7 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::Name(_) | Error::Destination(_) | Error::NotARoot(_)
+            Error::Name(_) | Error::Destination(_) | Error::NotARoot(_) | Error::RunningSystem(_)
         )
     }
 }

@@ -200,6 +200,7 @@ pub struct Export {
     outdir: PathBuf,
     machine: Machine,
     progress: Option<OnProgress>,
+    work: Option<PathBuf>,
 }
 
 impl fmt::Debug for Export {
@@ -233,6 +234,7 @@ impl Export {
             outdir: outdir.to_path_buf(),
             machine,
             progress: None,
+            work: None,
         })
     }
 
@@ -240,6 +242,14 @@ impl Export {
     /// redraw only when what it shows changes). The library never prints.
     pub fn progress(mut self, report: impl Fn(Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(report));
+        self
+    }
+
+    /// Writes the temporary outputs in `dir` (a private directory on the
+    /// output's file system, which a later run sweeps if this one is
+    /// killed) instead of beside the final names.
+    pub fn work_dir(mut self, dir: &Path) -> Self {
+        self.work = Some(dir.to_path_buf());
         self
     }
 
@@ -269,7 +279,7 @@ impl Export {
     }
 
     fn temp_path(&self, f: Format, what: &str) -> PathBuf {
-        self.outdir.join(format!(
+        self.work.as_ref().unwrap_or(&self.outdir).join(format!(
             ".{}.{}.{what}-{}",
             self.machine.name,
             f.name(),
@@ -600,6 +610,7 @@ impl Export {
             let _ = std::fs::remove_file(&checksum_path);
             return Err(e);
         }
+        kld_fs::fault::step(|| format!("rename {} {}", tmp.display(), path.display()));
         std::mem::forget(scratch);
         if let Ok(d) = std::fs::File::open(&self.outdir) {
             let _ = d.sync_all();

@@ -42,14 +42,17 @@ mod tree;
 mod upload;
 
 pub use audit::{audit, Finding, Kind};
-pub use disk::{parse_importable, seal_disk, system_datasets, DiskReport, DiskSeal, Importable};
+pub use disk::{
+    parse_importable, release_own, release_stale, seal_disk, system_datasets, DiskReport, DiskSeal,
+    Importable, Released,
+};
 pub use error::{Error, Result};
 pub use export::{
     check_name, copy_raw, info, parse_info, verify_ova, DiskInfo, Export, Exported, Format,
 };
 pub use inuse::ensure_unused;
 pub use ops::{select, Op, UnknownOp};
-pub use plan::{Action, Plan, Step};
+pub use plan::{ensure_not_running_root, Action, Plan, Step};
 pub use progress::Progress;
 pub use rules::{plan, SSH_HOSTKEYS_UNIT, SSH_HOSTKEYS_UNIT_NAME};
 pub use upload::{Destination, Upload};

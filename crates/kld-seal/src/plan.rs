@@ -2,8 +2,7 @@
 //! tree, printed by `--dry-run`, applied in order.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -61,7 +60,15 @@ pub struct Plan {
 impl Plan {
     /// Applies every step in order. A step whose file has gone already is
     /// not an error; anything else stops the seal and says which step.
+    ///
+    /// Refuses ([`Error::RunningSystem`]) a root that is the running
+    /// system's own root, however it is named (`/`, `../` from `/tmp`, a
+    /// symbolic link to `/`, a bind mount of `/`), before changing
+    /// anything. Each step is one fault-injection step
+    /// ([`kld_fs::fault`]); a seal stopped part-way is finished by running
+    /// it again (every step is planned from what the tree holds).
     pub fn apply(&self) -> Result<()> {
+        ensure_not_running_root(&self.root)?;
         for step in &self.steps {
             apply(&step.action)?;
         }
@@ -105,11 +112,54 @@ impl fmt::Display for Plan {
     }
 }
 
+/// Refuses `root` if it is the root of the running system: the same file
+/// system object (device and inode, symbolic links followed) as `/` or as
+/// init's root (`/proc/1/root`, for a process in a chroot). A seal deletes
+/// host keys, private keys and temporary files: done to the running
+/// system it breaks it and its secrets are gone. Seal a system offline
+/// instead: its disk mounted elsewhere, or the disk itself.
+pub fn ensure_not_running_root(root: &Path) -> Result<()> {
+    let target = std::fs::canonicalize(root)
+        .and_then(|p| std::fs::metadata(&p))
+        .map_err(Error::io("resolving", root))?;
+    let same = |other: &str| {
+        std::fs::metadata(other).is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+    };
+    if same("/") || same("/proc/1/root") {
+        return Err(Error::RunningSystem(root.to_path_buf()));
+    }
+    Ok(())
+}
+
 fn gone(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound
 }
 
 fn apply(action: &Action) -> Result<()> {
+    let verb = match action {
+        Action::Remove(_) => "remove",
+        Action::RemoveTree(_) => "remove-tree",
+        Action::Truncate(_) => "truncate",
+        // kld_fs::replace reports its own step.
+        Action::Write { .. } => return change(action),
+        Action::Symlink { .. } => "symlink",
+    };
+    change(action)?;
+    kld_fs::fault::step(|| format!("seal {verb} {}", action.path().display()));
+    Ok(())
+}
+
+impl Action {
+    /// The file the action changes.
+    pub fn path(&self) -> &Path {
+        match self {
+            Action::Remove(p) | Action::RemoveTree(p) | Action::Truncate(p) => p,
+            Action::Write { path, .. } | Action::Symlink { path, .. } => path,
+        }
+    }
+}
+
+fn change(action: &Action) -> Result<()> {
     match action {
         Action::Remove(p) => match std::fs::remove_file(p) {
             Err(e) if !gone(&e) => Err(Error::io("removing", p)(e)),
@@ -149,27 +199,12 @@ fn temp_name(path: &Path) -> PathBuf {
     ))
 }
 
-/// Writes `bytes` to a temporary file beside `path` (created with `mode`
-/// from the start), syncs it and renames it over `path`.
+/// Replaces `path` with `bytes` atomically and durably (through
+/// [`kld_fs::replace`]: created with `mode` from the first byte, synced,
+/// renamed, the directory synced), creating its directory if needed.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
     }
-    let tmp = temp_name(path);
-    let result = (|| {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(Error::io("writing", path))
+    kld_fs::replace(path, bytes, mode).map_err(Error::io("writing", path))
 }

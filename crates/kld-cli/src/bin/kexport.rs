@@ -19,13 +19,51 @@ fn main() -> ExitCode {
     run("kexport", || export(&cli))
 }
 
-/// Removes the sealed copy when dropped.
-struct Scratch(PathBuf);
+/// The tag of kexport's private working directory in OUTDIR
+/// (`.kld-kexport-PID`, 0700): the sealing copy and the partial outputs.
+const WORK: &str = "kexport";
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+/// Releases what a sealing copy may hold (a temporary pool imported from
+/// it, its loop device) so that the copy can go.
+fn release_copies(dir: &Path) -> Vec<String> {
+    let mut said = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match kld_seal::release_stale(&e.path()) {
+            Ok(r) => said.extend(r),
+            Err(err) => said.push(err.to_string()),
+        }
     }
+    said
+}
+
+/// Removes the working directory of this run on SIGINT and SIGTERM (the
+/// unsealed copy must not outlive the run), then ends with the signal's
+/// conventional status (130, 143). The programs kexport runs get Ctrl-C
+/// too, or end when their files go.
+fn on_signal_remove(work: PathBuf) -> Result<(), Failure> {
+    use async_signal::{Signal, Signals};
+    use futures_lite::StreamExt;
+    let mut signals = Signals::new([Signal::Int, Signal::Term])
+        .map_err(|e| Failure::new(format!("cannot handle signals: {e}")))?;
+    std::thread::spawn(move || {
+        let got = futures_lite::future::block_on(signals.next());
+        // The temporary pool of a seal in progress goes first: it holds
+        // the copy open through its loop device.
+        for e in std::fs::read_dir(&work).into_iter().flatten().flatten() {
+            match kld_seal::release_own(&e.path()) {
+                Ok(said) => said.iter().for_each(|w| eprintln!("kexport: {w}")),
+                Err(err) => eprintln!("kexport: {err}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&work);
+        eprintln!("kexport: stopped; the sealing copy was removed");
+        let code = match got {
+            Some(Ok(Signal::Int)) => 130,
+            _ => 143,
+        };
+        std::process::exit(code);
+    });
+    Ok(())
 }
 
 fn formats(s: &str) -> Result<Vec<Format>, Failure> {
@@ -86,12 +124,33 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
     }
     std::fs::create_dir_all(&cli.outdir)
         .map_err(|e| Failure::new(format!("creating {}: {e}", cli.outdir.display())))?;
+    // What killed runs left: their sealing copies (unsealed disks) and
+    // partial outputs, with any pool still imported from a copy.
+    for dir in kld_fs::secret::PrivateDir::sweep(&cli.outdir, WORK, |d| {
+        for what in release_copies(d) {
+            eprintln!("kexport: {what}");
+        }
+    }) {
+        eprintln!(
+            "kexport: removed {}, left by a run that was killed (its sealing copy and partial outputs)",
+            dir.display()
+        );
+    }
+    let work = kld_fs::secret::PrivateDir::create(&cli.outdir, WORK).map_err(|e| {
+        Failure::new(format!(
+            "creating a working directory in {}: {e}",
+            cli.outdir.display()
+        ))
+    })?;
+    on_signal_remove(work.path().to_owned())?;
     let line = Arc::new(ProgressLine::new(false));
-    let (source, _copy) = if cli.no_seal {
-        (cli.source.clone(), None)
+    let source = if cli.no_seal {
+        cli.source.clone()
     } else {
-        let copy = sealing_copy(&cli.outdir, &name);
-        let scratch = Scratch(copy.clone());
+        let copy = sealing_copy(work.path(), &name);
+        // 0600 from its first byte; qemu-img writes into it.
+        kld_fs::secret::create(&copy)
+            .map_err(|e| Failure::new(format!("creating {}: {e}", copy.display())))?;
         say(&format!(
             "copying {} to seal the copy",
             cli.source.display()
@@ -116,9 +175,9 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
             report.datasets.len(),
             report.plan.steps.len()
         ));
-        (copy, Some(scratch))
+        copy
     };
-    let mut job = Export::new(&source, &cli.outdir, machine)?;
+    let mut job = Export::new(&source, &cli.outdir, machine)?.work_dir(work.path());
     if line.shown() {
         let line = Arc::clone(&line);
         job = job.progress(move |p| line.draw(p.fraction, &format!("writing {}", p.format)));
@@ -166,8 +225,14 @@ fn export(cli: &Cli) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sealing_copy(outdir: &Path, name: &str) -> PathBuf {
-    outdir.join(format!(".{name}.sealing-{}.raw", std::process::id()))
+/// The sealing copy, in the run's working directory.
+fn sealing_copy(work: &Path, name: &str) -> PathBuf {
+    work.join(format!("{name}.sealing.raw"))
+}
+
+/// Where [`sealing_copy`] will be, for `--dry-run`.
+fn planned_work(outdir: &Path) -> PathBuf {
+    outdir.join(format!(".kld-{WORK}-{}", std::process::id()))
 }
 
 fn dry_run(
@@ -178,7 +243,7 @@ fn dry_run(
 ) -> Result<ExitCode, Failure> {
     let job = Export::new(&cli.source, &cli.outdir, machine)?;
     if !cli.no_seal {
-        let copy = sealing_copy(&cli.outdir, name);
+        let copy = sealing_copy(&planned_work(&cli.outdir), name);
         println!(
             "qemu-img convert -f raw -O raw {} {}",
             cli.source.display(),

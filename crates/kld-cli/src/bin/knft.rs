@@ -9,7 +9,7 @@ use kld_cli::args::knft::*;
 use kld_cli::failure::{run, Failure};
 use kld_cli::output::{Cell, Table};
 use kld_exec::Cmd;
-use kld_nft::{Firewall, LiveTable, Revert, SetOp, StateDir, ZoneFile};
+use kld_nft::{Firewall, LiveTable, Recovered, Revert, SetOp, StateDir, ZoneFile};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -72,50 +72,85 @@ fn diff(fw: &Firewall, a: &FileArg) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Finishes or undoes an apply that was interrupted, and says so.
+fn recover(fw: &Firewall) -> Result<(), Failure> {
+    match fw.recover()? {
+        Some(Recovered::Undone { token }) => eprintln!(
+            "knft: an interrupted apply ({token}) was undone: table inet kld is as it was before it"
+        ),
+        Some(Recovered::Finished { token }) => eprintln!(
+            "knft: an interrupted apply ({token}) had taken effect: its state files are finished"
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
 fn apply(fw: &Firewall, cli: &Cli, a: &Apply) -> Result<ExitCode, Failure> {
     let ruleset = kld_nft::render(&read(&a.file)?);
     if a.dry_run {
         print!("{}", ruleset.text());
         return Ok(ExitCode::SUCCESS);
     }
-    let applied = fw
-        .apply(&ruleset, a.confirm.map(Duration::from_secs))
-        .map_err(|e| Failure::from(e).context(format!("cannot apply {}", a.file.display())))?;
-    println!("applied {} rules to table inet kld", applied.rules);
-    if let Some(pending) = applied.pending {
-        let exe = std::env::current_exe()
-            .map_err(|e| Failure::new(format!("cannot find knft's own program: {e}")))?;
-        let watcher = Cmd::new(exe)
+    recover(fw)?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(format!("cannot find knft's own program: {e}")))?;
+    let mut watcher_pid = None;
+    // The watcher starts before the new ruleset is loaded, so that a live
+    // unconfirmed change always has one. The fault-injection variables are
+    // not passed on: the watcher's steps are its own (tests kill
+    // `knft await-confirm` directly).
+    let watch = |pending: &kld_nft::Pending| {
+        let pid = Cmd::new(&exe)
             .arg("--state-dir")
             .arg(&cli.state_dir)
             .args(["await-confirm", &pending.token])
-            .spawn_detached();
-        match watcher {
-            Ok(pid) => println!(
-                "it reverts in {} s unless `knft confirm` runs (watcher pid {pid})",
-                a.confirm.unwrap_or_default()
-            ),
-            Err(e) => {
-                // Without a watcher nothing would revert on time: undo now.
-                fw.rollback()?;
-                return Err(Failure::new(format!(
-                    "cannot start the process that reverts the change, so it was rolled back: {e}"
-                )));
-            }
-        }
+            .env(kld_fs::fault::KILL_AFTER, "")
+            .env(kld_fs::fault::TRACE, "")
+            .spawn_detached()
+            .map_err(|e| e.to_string())?;
+        watcher_pid = Some(pid);
+        Ok(())
+    };
+    let applied = fw
+        .apply_watched(&ruleset, a.confirm.map(Duration::from_secs), watch)
+        .map_err(|e| Failure::from(e).context(format!("cannot apply {}", a.file.display())))?;
+    println!("applied {} rules to table inet kld", applied.rules);
+    if let (Some(_), Some(pid)) = (applied.pending, watcher_pid) {
+        println!(
+            "it reverts in {} s unless `knft confirm` runs (watcher pid {pid})",
+            a.confirm.unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn confirm(fw: &Firewall, a: &DryRun) -> Result<ExitCode, Failure> {
     if a.dry_run {
-        let pending = fw.pending()?.ok_or(kld_nft::Error::NothingPending)?;
+        // Read only, like show: nothing is recovered or reverted.
+        let status = fw.status()?;
+        if let Some(j) = &status.interrupted {
+            println!(
+                "would first {} the interrupted apply {}",
+                if j.committed { "finish" } else { "undo" },
+                j.token
+            );
+            if !j.committed || j.deadline.is_none() {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        let pending = status
+            .pending
+            .as_ref()
+            .filter(|_| !status.overdue())
+            .ok_or(kld_nft::Error::NothingPending)?;
         println!(
             "would keep the pending change (token {}) and load it at boot",
             pending.token
         );
         return Ok(ExitCode::SUCCESS);
     }
+    recover(fw)?;
     fw.confirm()?;
     println!("confirmed: the change stays and loads at boot");
     Ok(ExitCode::SUCCESS)
@@ -127,6 +162,7 @@ fn rollback(fw: &Firewall, a: &DryRun) -> Result<ExitCode, Failure> {
         print!("{previous}");
         return Ok(ExitCode::SUCCESS);
     }
+    recover(fw)?;
     fw.rollback()?;
     println!("rolled back: table inet kld is as it was before the last apply");
     Ok(ExitCode::SUCCESS)
@@ -142,9 +178,27 @@ fn show(fw: &Firewall, a: &Show) -> Result<ExitCode, Failure> {
     table.print(&a.output);
     let human = !(a.output.scripted || a.output.parsable || a.output.json);
     if human {
-        if let Some(p) = fw.pending()? {
-            let left = p.deadline.saturating_sub(now());
-            println!("\nthe last change awaits `knft confirm`: it reverts in {left} s");
+        // Read only: show never reverts or recovers anything.
+        let status = fw.status()?;
+        if let Some(j) = &status.interrupted {
+            println!(
+                "\nan apply ({}) was interrupted: the next `knft apply`, `confirm` or `rollback` {}",
+                j.token,
+                if j.committed {
+                    "finishes it"
+                } else {
+                    "undoes it"
+                }
+            );
+        } else if let Some(p) = &status.pending {
+            if status.overdue() {
+                println!(
+                    "\nthe last change was not confirmed in time and its watcher is gone: `knft rollback` reverts it (so does the next apply)"
+                );
+            } else {
+                let left = p.deadline.saturating_sub(now());
+                println!("\nthe last change awaits `knft confirm`: it reverts in {left} s");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -236,10 +290,7 @@ fn set(fw: &Firewall, op: SetOp, a: &SetArgs) -> Result<ExitCode, Failure> {
 }
 
 fn await_confirm(fw: &Firewall, token: &str) -> Result<ExitCode, Failure> {
-    let Some(pending) = fw.state().pending()?.filter(|p| p.token == token) else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    match fw.revert_when_due(&pending)? {
+    match fw.watch(token)? {
         Revert::Reverted => eprintln!("knft: the change was not confirmed in time: reverted"),
         Revert::NotNeeded => {}
     }

@@ -78,6 +78,9 @@ fn seal(a: &Seal) -> Result<ExitCode, Failure> {
                 dry_run: a.dry_run,
             },
         )?;
+        for r in &report.released {
+            eprintln!("kseal: {r}");
+        }
         println!("pool {} (boot environment {}):", report.pool, report.bootfs);
         for (ds, mp) in &report.datasets {
             println!("  {ds} at {mp}");
