@@ -17,7 +17,9 @@ static RESULTS: LazyLock<Result<BatchResult, String>> = LazyLock::new(|| {
     batch.add_dir(&scenario_dir()).map_err(|e| e.to_string())?;
     let vm = Vm::new()
         .disk_size(1 << 30)
-        .timeout(Duration::from_secs(1800));
+        // The fault-injection scenarios kill commands at every step: about
+        // half of the batch's time under TCG.
+        .timeout(Duration::from_secs(3000));
     batch
         .run(vm, &mut std::io::sink())
         .map_err(|e| e.to_string())
