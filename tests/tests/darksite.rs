@@ -880,7 +880,10 @@ fn serve_keeps_serving_under_a_slow_client_flood() {
         slow.len()
     );
     assert_eq!(served, 100);
-    assert!(held <= 512 + 4, "the server held {held}, beyond its cap");
+    // At the cap the server sheds the oldest idle connection for each new
+    // one; a socket being shed, or one of the first round's clients whose
+    // close the server has not read yet, still counts for a moment.
+    assert!(held <= 512 + 32, "the server held {held}, beyond its cap");
     assert!(held >= 500, "the server held only {held}");
     drop(slow);
 
