@@ -826,14 +826,19 @@ fn serve_keeps_serving_under_a_slow_client_flood() {
         ));
     }
     let want = std::fs::read(ds.join("current/dists/t/InRelease")).unwrap();
-    let mut server = cmd(&kd, &[&"serve", &ds, &"--listen", &"127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = server.id();
+    // Killed however the test ends: a server left running would hold the
+    // test runner's output open.
+    let mut server = KillOnDrop(
+        cmd(&kd, &[&"serve", &ds, &"--listen", &"127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = server.0.id();
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stderr.take().unwrap()),
+        &mut std::io::BufReader::new(server.0.stderr.take().unwrap()),
         &mut line,
     )
     .unwrap();
@@ -918,6 +923,14 @@ fn serve_keeps_serving_under_a_slow_client_flood() {
     );
     assert!(rss3 < 64 << 10, "peak RSS {rss3} kB");
     assert_eq!(serve_round(10), 10);
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// A child process killed and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
